@@ -1,0 +1,1427 @@
+/*
+ * db.c - opening and recovering a database, the write path, point reads, and the flush thread.
+ *
+ * Write path (every write function goes through write_key):
+ *   1. take the key's stripe lock, so writes of one key are applied and logged in one order;
+ *   2. enter the active memtable (writer count) and find the key's cell; a key new to this
+ *      memtable gets a cell holding its current value from the older layers (one lookup), so an
+ *      increment can answer the new value without reading the disk again;
+ *   3. decide the record (MERGE for an increment of a live integer, PUT, DELETE, EXPIRE);
+ *   4. append it to the WAL, then publish the new value in the cell;
+ *   5. leave, and wait for the WAL when the fsync mode asks for it.
+ * A full memtable is frozen (switch_memtable) and the write retried on the next one.
+ *
+ * Recovery replays the WAL segments the manifest still needs into memtables without reading
+ * older layers (cells hold deltas), writes them out as level-0 tables, and records those tables
+ * and a new WAL segment in one manifest edit.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coding.h"
+#include "db_impl.h"
+#include "error.h"
+#include "hash.h"
+#include "uring_io.h"
+
+#define TL_PATH_MAX 4096
+
+static void *flush_thread_main(void *arg);
+
+void tl_options_init(struct tl_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->fsync = TL_FSYNC_EVERYSEC;
+    o->memtable_bytes = 64u << 20;
+    o->max_immutable_memtables = 2;
+    o->block_size_bytes = 4096;
+    o->block_cache_bytes = 256u << 20;
+    o->bloom_bits_per_key = 10;
+    o->l0_compaction_trigger = 4;
+    o->l0_slowdown_trigger = 12;
+    o->l0_stop_trigger = 20;
+    o->level1_bytes = 64u << 20;
+    o->level_multiplier = 10;
+    o->target_file_bytes = 64u << 20;
+    o->num_levels = 7;
+    o->compression = TL_COMPRESS_LZ4;
+    o->bottom_compression = TL_COMPRESS_ZSTD;
+    o->bottom_levels = 1;
+    o->zstd_level = 3;
+    o->background_compaction = true;
+    o->max_value_bytes = 16u << 20;
+}
+
+int64_t tl_db_now_ms(const struct tl_db *db)
+{
+    if (db->opt.clock_ms)
+        return db->opt.clock_ms(db->opt.clock_arg);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int check_options(const struct tl_options *o)
+{
+    if (o->num_levels < 2 || o->num_levels > TL_MAX_LEVELS)
+        return tl_error(-EINVAL, "num_levels is %d: it must be between 2 and %d", o->num_levels,
+                        TL_MAX_LEVELS);
+    if (o->max_immutable_memtables < 1 || o->max_immutable_memtables > TL_MAX_IMMUTABLE)
+        return tl_error(-EINVAL, "max_immutable_memtables is %d: it must be between 1 and %d",
+                        o->max_immutable_memtables, TL_MAX_IMMUTABLE);
+    if (o->memtable_bytes < 64 * 1024 || o->memtable_bytes > (3ull << 30))
+        return tl_error(-EINVAL,
+                        "memtable_bytes is %zu: it must be between 64 KiB and 3 GiB",
+                        o->memtable_bytes);
+    if (o->block_size_bytes < 256 || o->block_size_bytes > (4u << 20))
+        return tl_error(-EINVAL, "block_size_bytes is %zu: it must be between 256 and 4 MiB",
+                        o->block_size_bytes);
+    if (o->l0_compaction_trigger < 1 || o->l0_slowdown_trigger < o->l0_compaction_trigger ||
+        o->l0_stop_trigger < o->l0_slowdown_trigger)
+        return tl_error(-EINVAL, "L0 triggers must satisfy 1 <= compaction (%d) <= slowdown "
+                                 "(%d) <= stop (%d)",
+                        o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger);
+    if (o->max_value_bytes > (512u << 20))
+        return tl_error(-EINVAL, "max_value_bytes is %zu: the largest allowed is 512 MiB",
+                        o->max_value_bytes);
+    if (o->memtable_bytes < o->max_value_bytes + TL_MAX_KEY_BYTES + 4096)
+        return tl_error(-EINVAL,
+                        "memtable_bytes (%zu) must exceed max_value_bytes (%zu) plus the "
+                        "largest key (%d): one value must fit in a memtable",
+                        o->memtable_bytes, o->max_value_bytes, TL_MAX_KEY_BYTES);
+    return 0;
+}
+
+/* ---- writers entering the active memtable ------------------------------------------------ */
+
+static struct tl_memtable *writer_enter(struct tl_db *db)
+{
+    for (;;) {
+        struct tl_memtable *m = atomic_load(&db->active);
+        atomic_fetch_add(&m->writers, 1);
+        if (!atomic_load(&m->frozen) && atomic_load(&db->active) == m)
+            return m;
+        atomic_fetch_sub(&m->writers, 1);
+        sched_yield(); /* a switch is in progress: it ends once in-flight writers leave */
+    }
+}
+
+static void writer_exit(struct tl_memtable *m)
+{
+    atomic_fetch_sub(&m->writers, 1);
+}
+
+/* A memtable from the pool that no version refers to, or a new one (db->mutex held). */
+static struct tl_memtable *pool_take_locked(struct tl_db *db)
+{
+    struct tl_memtable *active = atomic_load(&db->active);
+    for (int i = 0; i < db->n_pool; i++) {
+        struct tl_memtable *m = db->pool[i];
+        if (m != active && m->refs == 0 && atomic_load(&m->entries) == 0)
+            return m;
+    }
+    if (db->n_pool == TL_MEMTABLE_POOL)
+        return NULL;
+    struct tl_memtable *m = tl_memtable_new(db->opt.memtable_bytes);
+    if (m)
+        db->pool[db->n_pool++] = m;
+    return m;
+}
+
+/*
+ * Freezes m (if it is still the active memtable) and makes a fresh one active. Waits, without
+ * holding the mutex, for the writers inside m to leave before rolling the WAL, so every record
+ * of m lands in m's segment. Waits first while too many frozen memtables await flushing.
+ */
+static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
+{
+    pthread_mutex_lock(&db->mutex);
+    for (;;) {
+        if (db->bg_error) {
+            int rc = db->bg_error;
+            pthread_mutex_unlock(&db->mutex);
+            return rc;
+        }
+        if (atomic_load(&db->active) != m || db->switching) {
+            pthread_mutex_unlock(&db->mutex);
+            return 0; /* another writer is switching or has switched */
+        }
+        if (db->current->n_imm < db->opt.max_immutable_memtables)
+            break;
+        atomic_fetch_add(&db->stall_stops, 1);
+        pthread_cond_wait(&db->done_cond, &db->mutex);
+    }
+    struct tl_memtable *next = pool_take_locked(db);
+    if (!next) {
+        pthread_mutex_unlock(&db->mutex);
+        return tl_error(-ENOMEM, "out of memory for a new memtable of %zu bytes (memtable_bytes)",
+                        db->opt.memtable_bytes);
+    }
+    db->switching = true;
+    uint64_t number = db->next_file++;
+    atomic_store(&m->frozen, 1);
+    pthread_mutex_unlock(&db->mutex);
+
+    while (atomic_load(&m->writers) > 0)
+        sched_yield();
+
+    int rc = tl_wal_roll(db->wal, number);
+    pthread_mutex_lock(&db->mutex);
+    db->switching = false;
+    if (rc < 0) {
+        atomic_store(&m->frozen, 0);
+        if (!db->bg_error)
+            db->bg_error = rc;
+        pthread_cond_broadcast(&db->done_cond);
+        pthread_mutex_unlock(&db->mutex);
+        return rc;
+    }
+    m->last_seq = tl_wal_next_seq(db->wal) - 1;
+    next->wal_number = number;
+    struct tl_version *v = tl_version_clone(db->current);
+    if (!v) {
+        pthread_mutex_unlock(&db->mutex);
+        return tl_error(-ENOMEM, "out of memory switching memtables");
+    }
+    /* m moves from active to the newest frozen memtable; the clone's reference carries over. */
+    memmove(&v->imm[1], &v->imm[0], sizeof(v->imm[0]) * (size_t)v->n_imm);
+    v->imm[0] = m;
+    v->n_imm++;
+    v->active = next;
+    next->refs++;
+    atomic_store(&db->active, next);
+    tl_version_install(db, v);
+    pthread_cond_broadcast(&db->bg_cond);
+    pthread_cond_broadcast(&db->done_cond);
+    pthread_mutex_unlock(&db->mutex);
+    return 0;
+}
+
+/* Writers wait here while L0 has too many files: slowed first, then stopped. */
+static int throttle_l0(struct tl_db *db)
+{
+    struct tl_version *v = db->current; /* a racy peek is enough to decide whether to look */
+    if (!v || (int)v->n_files[0] < db->opt.l0_slowdown_trigger)
+        return 0;
+    pthread_mutex_lock(&db->mutex);
+    size_t n = db->current->n_files[0];
+    if ((int)n >= db->opt.l0_stop_trigger) {
+        atomic_fetch_add(&db->stall_stops, 1);
+        while ((int)db->current->n_files[0] >= db->opt.l0_stop_trigger && !db->bg_error &&
+               !db->stopping)
+            pthread_cond_wait(&db->done_cond, &db->mutex);
+        pthread_mutex_unlock(&db->mutex);
+        return db->bg_error;
+    }
+    pthread_mutex_unlock(&db->mutex);
+    if ((int)n >= db->opt.l0_slowdown_trigger) {
+        atomic_fetch_add(&db->stall_slowdowns, 1);
+        usleep(TL_SLOWDOWN_US);
+    }
+    return 0;
+}
+
+/* ---- reads ------------------------------------------------------------------------------ */
+
+/* The SSTable candidates for a key, in the order they must be folded (newest first). */
+#define TL_MAX_CANDIDATES 64
+
+int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, const void *key,
+                     size_t klen, uint64_t hash, struct tl_fold *f)
+{
+    /* Memtable cells, newest first: the active one (unless skipped), then the frozen ones. */
+    for (int i = skip_active ? 0 : -1; i < v->n_imm; i++) {
+        struct tl_memtable *m = i < 0 ? v->active : v->imm[i];
+        struct tl_cell *c = m ? tl_memtable_find(m, key, klen, hash) : NULL;
+        if (!c)
+            continue;
+        struct tl_cell_snap s;
+        struct tl_record r;
+        tl_cell_read(m, c, &s);
+        tl_cell_snap_to_record(&s, &r);
+        if (tl_fold_add(f, &r))
+            return tl_fold_own_bytes(f);
+    }
+
+    struct tl_sst *tables[TL_MAX_CANDIDATES];
+    struct tl_block_handle handles[TL_MAX_CANDIDATES];
+    struct tl_block_ref refs[TL_MAX_CANDIDATES];
+    size_t n = 0;
+    for (int l = 0; l < db->opt.num_levels && n < TL_MAX_CANDIDATES; l++) {
+        if (l == 0) {
+            for (size_t i = 0; i < v->n_files[0] && n < TL_MAX_CANDIDATES; i++) {
+                struct tl_table *t = v->levels[0][i];
+                if (tl_key_cmp(key, klen, t->meta.smallest, t->meta.smallest_len) < 0 ||
+                    tl_key_cmp(key, klen, t->meta.largest, t->meta.largest_len) > 0)
+                    continue;
+                if (!tl_sst_may_contain(t->sst, hash) ||
+                    !tl_sst_find_block(t->sst, key, klen, &handles[n]))
+                    continue;
+                tables[n++] = t->sst;
+            }
+            continue;
+        }
+        ssize_t i = tl_level_find(v, l, key, klen);
+        if (i < 0)
+            continue;
+        struct tl_table *t = v->levels[l][i];
+        if (!tl_sst_may_contain(t->sst, hash) ||
+            !tl_sst_find_block(t->sst, key, klen, &handles[n]))
+            continue;
+        tables[n++] = t->sst;
+    }
+    if (n == 0)
+        return 0;
+    int rc = tl_sst_read_blocks(tables, handles, n, refs);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const uint8_t *val;
+        size_t vlen;
+        int found = tl_sst_block_get(&refs[i], key, klen, &val, &vlen);
+        if (found < 0) {
+            rc = found;
+            break;
+        }
+        if (!found)
+            continue;
+        struct tl_record r;
+        if (tl_record_decode(val, vlen, &r) < 0) {
+            rc = tl_error(TL_ECORRUPT, "%s: an entry of the block at offset %llu does not decode; "
+                                       "run tallyctl verify on the data directory",
+                          tl_sst_path(tables[i]), (unsigned long long)handles[i].offset);
+            break;
+        }
+        if (tl_fold_add(f, &r))
+            break;
+    }
+    /* A byte value must outlive the block it was found in. */
+    if (rc == 0)
+        rc = tl_fold_own_bytes(f);
+    for (size_t i = 0; i < n; i++)
+        tl_block_ref_release(&refs[i]);
+    return rc;
+}
+
+/* The key's value seen from all layers of v (including its active memtable). */
+static int read_key(struct tl_db *db, struct tl_version *v, const void *key, size_t klen,
+                    uint64_t hash, struct tl_fold *f, struct tl_record *out)
+{
+    tl_fold_init(f);
+    int rc = tl_db_fold_older(db, v, false, key, klen, hash, f);
+    if (rc < 0)
+        return rc;
+    rc = tl_fold_result(f, true, tl_db_now_ms(db), out);
+    if (rc < 0)
+        return tl_error(TL_ECORRUPT, "an increment is stored over a byte value for a key of %zu "
+                                     "bytes; run tallyctl verify on %s",
+                        klen, db->dir);
+    return 0;
+}
+
+int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
+{
+    memset(out, 0, sizeof *out);
+    if (klen > TL_MAX_KEY_BYTES)
+        return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
+                        TL_MAX_KEY_BYTES);
+    uint64_t hash = tl_hash64(key, klen);
+    struct tl_version *v = tl_version_acquire(db);
+    struct tl_fold f;
+    struct tl_record r;
+    int rc = read_key(db, v, key, klen, hash, &f, &r);
+    if (rc == 0)
+        rc = tl_record_to_val(&r, out);
+    tl_fold_free(&f);
+    tl_version_release(db, v);
+    return rc;
+}
+
+/* ---- writes ----------------------------------------------------------------------------- */
+
+/* Decides what to log given the key's current value (PUT_INT, PUT_BYTES, or DELETE when the
+ * key does not exist). Returns 1 with *log filled, 0 for no change, or a negative error. */
+typedef int (*decide_fn)(void *arg, const struct tl_record *cur, struct tl_record *log);
+
+static inline pthread_mutex_t *stripe_of(struct tl_db *db, uint64_t hash)
+{
+    return &db->stripes[(hash >> 7) & (TL_WRITE_STRIPES - 1)];
+}
+
+/*
+ * The current value held in cell c of active memtable m as a final record; resolves a cell
+ * rebuilt from the WAL (MERGE/EXPIRE) against the older layers. *fold keeps any copied bytes.
+ */
+static int current_value(struct tl_db *db, struct tl_memtable *m, const void *key, size_t klen,
+                         uint64_t hash, struct tl_cell **cellp, struct tl_fold *fold,
+                         struct tl_record *cur, bool *full)
+{
+    struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
+    int rc = 0;
+    tl_fold_init(fold);
+    *full = false;
+    if (c) {
+        struct tl_cell_snap s;
+        tl_cell_read(m, c, &s);
+        tl_cell_snap_to_record(&s, cur);
+        if (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE) {
+            *cellp = c;
+            return 0;
+        }
+        tl_fold_add(fold, cur);
+    }
+    struct tl_version *v = tl_version_acquire(db);
+    rc = tl_db_fold_older(db, v, true, key, klen, hash, fold);
+    tl_version_release(db, v);
+    if (rc < 0)
+        return rc;
+    /* The folded value without the expiry check: the cell keeps the stored truth. */
+    if (tl_fold_result(fold, true, 0, cur) < 0)
+        return tl_error(TL_ECORRUPT, "an increment is stored over a byte value for a key of %zu "
+                                     "bytes; run tallyctl verify on %s",
+                        klen, db->dir);
+    struct tl_cell_snap s;
+    tl_record_to_cell_snap(cur, &s);
+    if (c) {
+        /* Resolved, still dirty: the WAL has its records, the flush must write the result. */
+        if (!tl_cell_write(m, c, &s)) {
+            *full = true;
+            return 0;
+        }
+        *cellp = c;
+        return 0;
+    }
+    s.dirty = false;
+    if (s.state == TL_CELL_DELETED)
+        s.state = TL_CELL_ABSENT;
+    bool inserted;
+    c = tl_memtable_insert(m, key, klen, hash, &s, &inserted);
+    if (!c) {
+        *full = true;
+        return 0;
+    }
+    *cellp = c;
+    return 0;
+}
+
+static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn decide, void *arg,
+                     uint64_t *seq_out)
+{
+    if (klen > TL_MAX_KEY_BYTES)
+        return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
+                        TL_MAX_KEY_BYTES);
+    if (db->bg_error)
+        return tl_error(TL_ECLOSED, "%s: writes are stopped after an earlier I/O error (%s); "
+                                    "restart to recover from the WAL",
+                        db->dir, tl_strerror(db->bg_error));
+    int rc = throttle_l0(db);
+    if (rc < 0)
+        return rc;
+    uint64_t hash = tl_hash64(key, klen);
+    pthread_mutex_t *stripe = stripe_of(db, hash);
+    uint64_t seq = 0;
+    bool logged = false;
+
+    pthread_mutex_lock(stripe);
+    for (;;) {
+        struct tl_memtable *m = writer_enter(db);
+        struct tl_cell *cell = NULL;
+        struct tl_fold fold;
+        struct tl_record cur, log;
+        bool full;
+        rc = current_value(db, m, key, klen, hash, &cell, &fold, &cur, &full);
+        if (rc < 0 || full) {
+            tl_fold_free(&fold);
+            writer_exit(m);
+            if (rc < 0)
+                break;
+            if ((rc = switch_memtable(db, m)) < 0)
+                break;
+            continue;
+        }
+        struct tl_record live = cur;
+        if (live.kind != TL_KIND_DELETE && live.has_expiry &&
+            tl_expired(live.expire_ms, tl_db_now_ms(db)))
+            live.kind = TL_KIND_DELETE;
+        memset(&log, 0, sizeof log);
+        rc = decide(arg, &live, &log);
+        if (rc <= 0) {
+            tl_fold_free(&fold);
+            writer_exit(m);
+            break;
+        }
+        /* The new value: the logged record over the live one. */
+        struct tl_fold next;
+        struct tl_record nr;
+        tl_fold_init(&next);
+        tl_fold_add(&next, &log);
+        tl_fold_add(&next, &live);
+        tl_fold_result(&next, true, 0, &nr);
+        struct tl_cell_snap s;
+        tl_record_to_cell_snap(&nr, &s);
+        uint32_t boff = 0;
+        if (s.state == TL_CELL_BYTES &&
+            !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
+            tl_fold_free(&fold);
+            writer_exit(m);
+            if ((rc = switch_memtable(db, m)) < 0)
+                break;
+            continue;
+        }
+        rc = tl_wal_append(db->wal, key, klen, &log, &seq);
+        if (rc == 0) {
+            tl_cell_publish(cell, &s, boff);
+            logged = true;
+        }
+        tl_fold_free(&fold);
+        writer_exit(m);
+        if (rc == 0)
+            rc = 1;
+        break;
+    }
+    pthread_mutex_unlock(stripe);
+    if (rc < 0)
+        return rc;
+    if (seq_out)
+        *seq_out = logged ? seq : tl_wal_next_seq(db->wal) - 1;
+    else if (logged && db->opt.fsync == TL_FSYNC_ALWAYS)
+        return tl_wal_wait(db->wal, seq, TL_WAIT_DURABLE);
+    return 0;
+}
+
+struct incr_arg {
+    int64_t delta;
+    int64_t result;
+};
+
+static int decide_incr(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    struct incr_arg *a = arg;
+    int64_t old = 0;
+    if (cur->kind == TL_KIND_PUT_BYTES) {
+        if (!tl_parse_int((const char *)cur->bytes, cur->len, &old))
+            return tl_error(TL_ENOTINT, "value is not an integer or out of range");
+    } else if (cur->kind == TL_KIND_PUT_INT) {
+        old = cur->i;
+    }
+    if ((a->delta > 0 && old > INT64_MAX - a->delta) ||
+        (a->delta < 0 && old < INT64_MIN - a->delta))
+        return tl_error(TL_EOVERFLOW, "increment or decrement would overflow");
+    a->result = old + a->delta;
+    if (cur->kind == TL_KIND_PUT_INT) {
+        log->kind = TL_KIND_MERGE_INT;
+        log->i = a->delta;
+    } else {
+        /* A fresh (or expired, or text) value: the increment's result replaces it. */
+        log->kind = TL_KIND_PUT_INT;
+        log->i = a->result;
+        if (cur->kind == TL_KIND_PUT_BYTES && cur->has_expiry) {
+            log->has_expiry = true;
+            log->expire_ms = cur->expire_ms;
+        }
+    }
+    return 1;
+}
+
+int tl_db_incr(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t *result,
+               uint64_t *seq)
+{
+    struct incr_arg a = {.delta = delta};
+    int rc = write_key(db, key, klen, decide_incr, &a, seq);
+    if (rc == 0 && result)
+        *result = a.result;
+    return rc;
+}
+
+/* A PUT of bytes, stored as an integer when the bytes are a canonical one. */
+static void put_record(const void *val, size_t vlen, int64_t expire_ms, struct tl_record *r)
+{
+    int64_t iv;
+    memset(r, 0, sizeof *r);
+    if (tl_parse_int(val, vlen, &iv)) {
+        r->kind = TL_KIND_PUT_INT;
+        r->i = iv;
+    } else {
+        r->kind = TL_KIND_PUT_BYTES;
+        r->bytes = val;
+        r->len = vlen;
+    }
+    r->has_expiry = expire_ms != 0;
+    r->expire_ms = expire_ms;
+}
+
+struct float_arg {
+    long double delta;
+    long double result;
+    char text[TL_FLOAT_BUF];
+};
+
+static int decide_incr_float(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    struct float_arg *a = arg;
+    long double old = 0;
+    if (cur->kind == TL_KIND_PUT_INT) {
+        old = (long double)cur->i;
+    } else if (cur->kind == TL_KIND_PUT_BYTES) {
+        if (!tl_parse_float((const char *)cur->bytes, cur->len, &old))
+            return tl_error(TL_ENOTFLOAT, "value is not a valid float");
+    }
+    long double r = old + a->delta;
+    if (isnan(r) || isinf(r))
+        return tl_error(TL_ENANINF, "increment would produce NaN or Infinity");
+    size_t len = tl_format_float(r, a->text, sizeof a->text);
+    if (len == 0)
+        return tl_error(TL_ETOOBIG, "the result of the increment is too long to store as text");
+    a->result = r;
+    /* Stored as its text (an integer when it is one), so it reads back exactly as returned. */
+    put_record(a->text, len, cur->kind != TL_KIND_DELETE && cur->has_expiry ? cur->expire_ms : 0,
+               log);
+    return 1;
+}
+
+int tl_db_incr_float(tl_db *db, const void *key, size_t klen, long double delta,
+                     long double *result, uint64_t *seq)
+{
+    if (isnan(delta) || isinf(delta))
+        return tl_error(TL_ENANINF, "increment would produce NaN or Infinity");
+    struct float_arg *a = malloc(sizeof *a);
+    if (!a)
+        return tl_error(-ENOMEM, "out of memory");
+    a->delta = delta;
+    int rc = write_key(db, key, klen, decide_incr_float, a, seq);
+    if (rc == 0 && result)
+        *result = a->result;
+    free(a);
+    return rc;
+}
+
+struct put_arg {
+    struct tl_record rec;
+};
+
+static int decide_put(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    *log = ((struct put_arg *)arg)->rec;
+    return 1;
+}
+
+int tl_db_put(tl_db *db, const void *key, size_t klen, const void *val, size_t vlen,
+              int64_t expire_ms, uint64_t *seq)
+{
+    if (vlen > db->opt.max_value_bytes)
+        return tl_error(TL_ETOOBIG, "value of %zu bytes is over the limit of %zu bytes "
+                                    "(max_value_bytes)",
+                        vlen, db->opt.max_value_bytes);
+    struct put_arg a;
+    put_record(val, vlen, expire_ms, &a.rec);
+    return write_key(db, key, klen, decide_put, &a, seq);
+}
+
+int tl_db_put_int(tl_db *db, const void *key, size_t klen, int64_t v, int64_t expire_ms,
+                  uint64_t *seq)
+{
+    struct put_arg a;
+    memset(&a, 0, sizeof a);
+    a.rec.kind = TL_KIND_PUT_INT;
+    a.rec.i = v;
+    a.rec.has_expiry = expire_ms != 0;
+    a.rec.expire_ms = expire_ms;
+    return write_key(db, key, klen, decide_put, &a, seq);
+}
+
+static int decide_delete(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    bool *existed = arg;
+    *existed = cur->kind != TL_KIND_DELETE;
+    if (!*existed)
+        return 0;
+    log->kind = TL_KIND_DELETE;
+    return 1;
+}
+
+int tl_db_delete(tl_db *db, const void *key, size_t klen, bool *existed, uint64_t *seq)
+{
+    bool e = false;
+    int rc = write_key(db, key, klen, decide_delete, &e, seq);
+    if (existed)
+        *existed = e;
+    return rc;
+}
+
+struct expiry_arg {
+    int64_t expire_ms;
+    bool existed;
+};
+
+static int decide_expiry(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    struct expiry_arg *a = arg;
+    a->existed = cur->kind != TL_KIND_DELETE;
+    if (!a->existed)
+        return 0;
+    log->kind = TL_KIND_EXPIRE;
+    log->has_expiry = true;
+    log->expire_ms = a->expire_ms;
+    return 1;
+}
+
+int tl_db_set_expiry(tl_db *db, const void *key, size_t klen, int64_t expire_ms, bool *existed,
+                     uint64_t *seq)
+{
+    struct expiry_arg a = {.expire_ms = expire_ms};
+    int rc = write_key(db, key, klen, decide_expiry, &a, seq);
+    if (existed)
+        *existed = a.existed;
+    return rc;
+}
+
+struct update_arg {
+    tl_update_fn fn;
+    void *arg;
+    size_t max_value_bytes;
+    struct tl_val next;
+};
+
+static int decide_update(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    struct update_arg *a = arg;
+    struct tl_val v;
+    memset(&v, 0, sizeof v);
+    int found = cur->kind != TL_KIND_DELETE;
+    if (found) {
+        v.type = cur->kind == TL_KIND_PUT_INT ? TL_VAL_INT : TL_VAL_BYTES;
+        v.i = cur->i;
+        v.bytes = (char *)cur->bytes;
+        v.len = cur->len;
+        v.expire_ms = cur->has_expiry ? cur->expire_ms : 0;
+    }
+    memset(&a->next, 0, sizeof a->next);
+    int action = a->fn(a->arg, &v, found, &a->next);
+    switch (action) {
+    case TL_UPDATE_KEEP:
+        return 0;
+    case TL_UPDATE_PUT:
+        if (a->next.type == TL_VAL_INT) {
+            memset(log, 0, sizeof *log);
+            log->kind = TL_KIND_PUT_INT;
+            log->i = a->next.i;
+            log->has_expiry = a->next.expire_ms != 0;
+            log->expire_ms = a->next.expire_ms;
+        } else {
+            if (a->next.len > a->max_value_bytes)
+                return tl_error(TL_ETOOBIG, "value of %zu bytes is over the limit of %zu bytes "
+                                            "(max_value_bytes)",
+                                a->next.len, a->max_value_bytes);
+            put_record(a->next.bytes, a->next.len, a->next.expire_ms, log);
+        }
+        return 1;
+    case TL_UPDATE_DELETE:
+        if (!found)
+            return 0;
+        log->kind = TL_KIND_DELETE;
+        return 1;
+    case TL_UPDATE_EXPIRE:
+        if (!found)
+            return 0;
+        log->kind = TL_KIND_EXPIRE;
+        log->has_expiry = true;
+        log->expire_ms = a->next.expire_ms;
+        return 1;
+    }
+    return action < 0 ? action : tl_error(-EINVAL, "update callback returned %d", action);
+}
+
+int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg,
+                 uint64_t *seq)
+{
+    struct update_arg a = {.fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
+    return write_key(db, key, klen, decide_update, &a, seq);
+}
+
+int tl_db_wait(tl_db *db, uint64_t seq, enum tl_wait what)
+{
+    return tl_wal_wait(db->wal, seq, what);
+}
+
+uint64_t tl_db_written_seq(tl_db *db)
+{
+    return tl_wal_written_seq(db->wal);
+}
+
+uint64_t tl_db_durable_seq(tl_db *db)
+{
+    return tl_wal_durable_seq(db->wal);
+}
+
+/* ---- flushing memtables to level-0 tables ----------------------------------------------- */
+
+/* Writes m's written cells as a new table; meta->number is 0 when there was nothing to write. */
+static int write_memtable(struct tl_db *db, struct tl_memtable *m, uint64_t number,
+                          struct tl_file_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    int rc = tl_memtable_sort(m);
+    if (rc < 0)
+        return tl_error(rc, "out of memory sorting a memtable of %llu entries",
+                        (unsigned long long)atomic_load(&m->entries));
+    char path[TL_PATH_MAX];
+    tl_sst_file_path(path, sizeof path, db->dir, number);
+    struct tl_sst_builder *b = NULL;
+    struct tl_sst_builder_options bo = {
+        .block_size_bytes = db->opt.block_size_bytes,
+        .bloom_bits_per_key = db->opt.bloom_bits_per_key,
+        .compression = db->opt.compression,
+        .zstd_level = db->opt.zstd_level,
+    };
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < m->n_sorted; i++) {
+        struct tl_cell *c = m->sorted[i];
+        struct tl_cell_snap s;
+        struct tl_record r;
+        tl_cell_read(m, c, &s);
+        if (!s.dirty)
+            continue;
+        tl_cell_snap_to_record(&s, &r);
+        size_t need = tl_record_encoded_len(&r);
+        if (need > cap) {
+            uint8_t *nb = realloc(buf, need);
+            if (!nb) {
+                rc = tl_error(-ENOMEM, "out of memory flushing a value of %zu bytes", need);
+                goto fail;
+            }
+            buf = nb;
+            cap = need;
+        }
+        size_t len = tl_record_encode(&r, buf);
+        if (!b && (rc = tl_sst_builder_new(path, &bo, &b)) < 0)
+            goto fail;
+        if ((rc = tl_sst_builder_add(b, c->key, c->klen, buf, len)) < 0)
+            goto fail;
+    }
+    free(buf);
+    buf = NULL;
+    if (!b)
+        return 0;
+    struct tl_sst_props props;
+    rc = tl_sst_builder_finish(b, &props);
+    b = NULL;
+    if (rc < 0)
+        goto fail;
+    meta->level = 0;
+    meta->number = number;
+    meta->size_bytes = props.file_size;
+    meta->entries = props.entries;
+    meta->raw_bytes = props.raw_key_bytes + props.raw_value_bytes;
+    meta->smallest = props.smallest;
+    meta->smallest_len = props.smallest_len;
+    meta->largest = props.largest;
+    meta->largest_len = props.largest_len;
+    meta->expiring_entries = props.expiring_entries;
+    meta->expire_p50_ms = props.expire_p50_ms;
+    props.smallest = props.largest = NULL;
+    tl_sst_props_free(&props);
+    atomic_fetch_add(&db->flushes, 1);
+    atomic_fetch_add(&db->flush_bytes, meta->size_bytes);
+    return 0;
+fail:
+    free(buf);
+    if (b)
+        tl_sst_builder_abandon(b);
+    return rc;
+}
+
+/* Flushes the oldest frozen memtable and installs the result. Called by the flush thread only
+ * (db->flushing set), without db->mutex. */
+static int flush_oldest(struct tl_db *db)
+{
+    pthread_mutex_lock(&db->mutex);
+    struct tl_version *v = db->current;
+    if (v->n_imm == 0) {
+        pthread_mutex_unlock(&db->mutex);
+        return 0;
+    }
+    struct tl_memtable *m = v->imm[v->n_imm - 1];
+    m->refs++;
+    uint64_t number = db->next_file++;
+    pthread_mutex_unlock(&db->mutex);
+
+    struct tl_file_meta meta;
+    int rc = write_memtable(db, m, number, &meta);
+
+    pthread_mutex_lock(&db->mutex);
+    if (rc < 0)
+        goto out;
+    struct tl_version_edit e;
+    tl_edit_init(&e);
+    if (meta.number && (rc = tl_edit_add_file(&e, &meta)) < 0)
+        goto out_edit;
+    /* The oldest segment still needed is that of the next memtable to flush. */
+    struct tl_version *cur = db->current;
+    uint64_t log_number =
+        cur->n_imm >= 2 ? cur->imm[cur->n_imm - 2]->wal_number : cur->active->wal_number;
+    e.has_log_number = true;
+    e.log_number = log_number;
+    e.has_next_file = true;
+    e.next_file_number = db->next_file;
+    e.has_last_seq = true;
+    e.last_seq = m->last_seq;
+    rc = tl_manifest_log(db->manifest, &e);
+    if (rc < 0)
+        goto out_edit;
+    struct tl_version *nv = tl_version_clone(cur);
+    if (!nv) {
+        rc = tl_error(-ENOMEM, "out of memory installing a flushed table");
+        goto out_edit;
+    }
+    /* Drop m (the oldest) from the frozen list. */
+    nv->n_imm--;
+    m->refs--; /* the clone's reference */
+    if ((rc = tl_version_apply(db, nv, &e)) < 0) {
+        tl_version_unref_locked(db, nv);
+        goto out_edit;
+    }
+    tl_version_install(db, nv);
+    uint64_t old_log = db->log_number;
+    db->log_number = log_number;
+    for (uint64_t n = old_log; n < log_number; n++) {
+        char path[TL_PATH_MAX];
+        tl_wal_path(path, sizeof path, db->dir, n);
+        if (access(path, F_OK) == 0)
+            tl_db_delete_file_locked(db, path);
+    }
+out_edit:
+    tl_edit_free(&e);
+out:
+    tl_file_meta_free(&meta);
+    m->refs--;
+    if (m->refs == 0 && m != atomic_load(&db->active))
+        tl_memtable_reset(m);
+    if (rc < 0 && !db->bg_error) {
+        db->bg_error = rc;
+        fprintf(stderr, "tally: flush of memtable to %06llu.sst failed, writes stopped: %s\n",
+                (unsigned long long)number, tl_last_error());
+    }
+    pthread_cond_broadcast(&db->done_cond);
+    pthread_cond_broadcast(&db->bg_cond);
+    pthread_mutex_unlock(&db->mutex);
+    return rc;
+}
+
+static void *flush_thread_main(void *arg)
+{
+    struct tl_db *db = arg;
+    pthread_mutex_lock(&db->mutex);
+    for (;;) {
+        while (!db->stopping && !db->bg_error && db->current->n_imm == 0)
+            pthread_cond_wait(&db->bg_cond, &db->mutex);
+        if (db->stopping || db->bg_error)
+            break;
+        db->flushing = true;
+        pthread_mutex_unlock(&db->mutex);
+        flush_oldest(db);
+        pthread_mutex_lock(&db->mutex);
+        db->flushing = false;
+        pthread_cond_broadcast(&db->done_cond);
+    }
+    pthread_mutex_unlock(&db->mutex);
+    return NULL;
+}
+
+int tl_db_flush(tl_db *db)
+{
+    struct tl_memtable *m = atomic_load(&db->active);
+    if (atomic_load(&m->entries) > 0) {
+        int rc = switch_memtable(db, m);
+        if (rc < 0)
+            return rc;
+    }
+    pthread_mutex_lock(&db->mutex);
+    while (db->current->n_imm > 0 && !db->bg_error)
+        pthread_cond_wait(&db->done_cond, &db->mutex);
+    int rc = db->bg_error;
+    pthread_mutex_unlock(&db->mutex);
+    return rc;
+}
+
+/* ---- open, recovery and close ----------------------------------------------------------- */
+
+struct replay_state {
+    struct tl_db *db;
+    struct tl_memtable *m;
+    struct tl_version_edit *edit; /* tables written during recovery */
+    uint64_t last_seq;
+};
+
+static int recovery_flush(struct replay_state *rs)
+{
+    struct tl_db *db = rs->db;
+    struct tl_file_meta meta;
+    int rc = write_memtable(db, rs->m, db->next_file++, &meta);
+    if (rc < 0)
+        return rc;
+    if (meta.number)
+        rc = tl_edit_add_file(rs->edit, &meta);
+    tl_file_meta_free(&meta);
+    tl_memtable_reset(rs->m);
+    return rc;
+}
+
+/* Applies one WAL record over what the memtable holds for its key, without older layers. */
+static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
+                         const struct tl_record *r)
+{
+    struct replay_state *rs = arg;
+    uint64_t hash = tl_hash64(key, klen);
+    rs->last_seq = seq;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct tl_cell *c = tl_memtable_find(rs->m, key, klen, hash);
+        struct tl_fold f;
+        struct tl_record combined;
+        tl_fold_init(&f);
+        tl_fold_add(&f, r);
+        if (c) {
+            struct tl_cell_snap s;
+            struct tl_record older;
+            tl_cell_read(rs->m, c, &s);
+            tl_cell_snap_to_record(&s, &older);
+            tl_fold_add(&f, &older);
+        }
+        if (tl_fold_result(&f, false, 0, &combined) < 0)
+            return tl_error(TL_ECORRUPT, "WAL record %llu increments a byte value",
+                            (unsigned long long)seq);
+        struct tl_cell_snap s;
+        tl_record_to_cell_snap(&combined, &s);
+        bool ok;
+        if (c) {
+            ok = tl_cell_write(rs->m, c, &s);
+        } else {
+            bool inserted;
+            ok = tl_memtable_insert(rs->m, key, klen, hash, &s, &inserted) != NULL;
+        }
+        if (ok)
+            return 0;
+        int rc = recovery_flush(rs);
+        if (rc < 0)
+            return rc;
+    }
+    return tl_error(TL_ETOOBIG, "WAL record %llu does not fit in an empty memtable of %zu bytes; "
+                                "raise memtable_bytes",
+                    (unsigned long long)seq, rs->db->opt.memtable_bytes);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Numbers of the files in dir with the given suffix (".wal", ".sst"), sorted. */
+static int list_numbered(const char *dir, const char *suffix, uint64_t **out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return tl_error(-errno, "cannot list %s: %s", dir, strerror(errno));
+    size_t cap = 16, k = 0;
+    uint64_t *v = malloc(cap * sizeof *v);
+    struct dirent *e;
+    size_t slen = strlen(suffix);
+    while (v && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= slen || strcmp(e->d_name + len - slen, suffix) != 0)
+            continue;
+        char *end;
+        unsigned long long num = strtoull(e->d_name, &end, 10);
+        if (end != e->d_name + len - slen)
+            continue;
+        if (k == cap) {
+            uint64_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = nv;
+        }
+        v[k++] = num;
+    }
+    closedir(d);
+    if (!v)
+        return tl_error(-ENOMEM, "out of memory listing %s", dir);
+    qsort(v, k, sizeof *v, cmp_u64);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int recover(struct tl_db *db, struct tl_version_edit *state)
+{
+    struct tl_version_edit edit;
+    tl_edit_init(&edit);
+    struct replay_state rs = {.db = db, .edit = &edit};
+    uint64_t *wals = NULL;
+    size_t n_wals = 0;
+    int rc = list_numbered(db->dir, ".wal", &wals, &n_wals);
+    if (rc < 0)
+        goto out;
+    rs.m = tl_memtable_new(db->opt.memtable_bytes);
+    if (!rs.m) {
+        rc = tl_error(-ENOMEM, "out of memory for a memtable of %zu bytes (memtable_bytes)",
+                      db->opt.memtable_bytes);
+        goto out;
+    }
+    rs.last_seq = state->last_seq;
+    size_t first = 0;
+    while (first < n_wals && wals[first] < state->log_number)
+        first++;
+    for (size_t i = first; i < n_wals; i++) {
+        char path[TL_PATH_MAX];
+        tl_wal_path(path, sizeof path, db->dir, wals[i]);
+        uint64_t last = rs.last_seq;
+        rc = tl_wal_replay(path, i + 1 == n_wals, replay_record, &rs, &last);
+        if (rc < 0)
+            goto out;
+        if (last > rs.last_seq)
+            rs.last_seq = last;
+        if (wals[i] >= db->next_file)
+            db->next_file = wals[i] + 1;
+    }
+    if (atomic_load(&rs.m->entries) > 0 && (rc = recovery_flush(&rs)) < 0)
+        goto out;
+
+    /* One edit: the recovered tables, and a new WAL segment from which replay starts. */
+    uint64_t wal_number = db->next_file++;
+    edit.has_log_number = true;
+    edit.log_number = wal_number;
+    edit.has_next_file = true;
+    edit.next_file_number = db->next_file;
+    edit.has_last_seq = true;
+    edit.last_seq = rs.last_seq;
+    if ((rc = tl_manifest_log(db->manifest, &edit)) < 0)
+        goto out;
+    pthread_mutex_lock(&db->mutex);
+    rc = tl_version_apply(db, db->current, &edit);
+    pthread_mutex_unlock(&db->mutex);
+    if (rc < 0)
+        goto out;
+    db->log_number = wal_number;
+    rc = tl_wal_open(db->dir, wal_number, rs.last_seq + 1, db->opt.fsync, &db->wal);
+    if (rc < 0)
+        goto out;
+    struct tl_memtable *active = db->pool[0];
+    active->wal_number = wal_number;
+    /* Older segments are now in tables. */
+    for (size_t i = 0; i < n_wals; i++) {
+        char path[TL_PATH_MAX];
+        tl_wal_path(path, sizeof path, db->dir, wals[i]);
+        unlink(path);
+    }
+out:
+    free(wals);
+    tl_memtable_free(rs.m);
+    tl_edit_free(&edit);
+    return rc;
+}
+
+/* Removes tables that no manifest entry names (left by a crash during a flush or compaction). */
+static void remove_orphans(struct tl_db *db)
+{
+    uint64_t *ssts;
+    size_t n;
+    if (list_numbered(db->dir, ".sst", &ssts, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        bool live = false;
+        for (int l = 0; l < TL_MAX_LEVELS && !live; l++)
+            for (size_t k = 0; k < db->current->n_files[l] && !live; k++)
+                live = db->current->levels[l][k]->meta.number == ssts[i];
+        if (!live) {
+            char path[TL_PATH_MAX];
+            tl_sst_file_path(path, sizeof path, db->dir, ssts[i]);
+            unlink(path);
+        }
+    }
+    free(ssts);
+}
+
+static int lock_dir(struct tl_db *db)
+{
+    char path[TL_PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (db->lock_fd < 0)
+        return tl_error(-errno, "cannot create %s: %s", path, strerror(errno));
+    if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(db->lock_fd);
+        db->lock_fd = -1;
+        if (e == EWOULDBLOCK)
+            return tl_error(TL_ELOCKED,
+                            "%s is in use by another process (it holds %s); stop that "
+                            "process or use another directory",
+                            db->dir, path);
+        return tl_error(-e, "cannot lock %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+static void db_free(struct tl_db *db)
+{
+    if (db->current) {
+        pthread_mutex_lock(&db->mutex);
+        tl_version_unref_locked(db, db->current);
+        db->current = NULL;
+        pthread_mutex_unlock(&db->mutex);
+    }
+    for (int i = 0; i < db->n_pool; i++)
+        tl_memtable_free(db->pool[i]);
+    if (db->manifest)
+        tl_manifest_close(db->manifest);
+    if (db->cache)
+        tl_block_cache_free(db->cache);
+    for (size_t i = 0; i < db->n_pending_deletes; i++)
+        free(db->pending_deletes[i]);
+    free(db->pending_deletes);
+    for (int l = 0; l < TL_MAX_LEVELS; l++)
+        free(db->level_pointer[l]);
+    free(db->manual_begin);
+    free(db->manual_end);
+    for (int i = 0; i < TL_WRITE_STRIPES; i++)
+        pthread_mutex_destroy(&db->stripes[i]);
+    pthread_mutex_destroy(&db->mutex);
+    pthread_cond_destroy(&db->bg_cond);
+    pthread_cond_destroy(&db->done_cond);
+    if (db->lock_fd >= 0)
+        close(db->lock_fd);
+    free(db->dir);
+    free(db);
+}
+
+int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out)
+{
+    struct tl_options defaults;
+    if (!o) {
+        tl_options_init(&defaults);
+        o = &defaults;
+    }
+    int rc = check_options(o);
+    if (rc < 0)
+        return rc;
+    if ((rc = tl_uring_probe()) < 0)
+        return rc;
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return tl_error(-errno, "cannot create the data directory %s: %s", dir, strerror(errno));
+    struct tl_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return tl_error(-ENOMEM, "out of memory opening %s", dir);
+    db->lock_fd = -1;
+    db->opt = *o;
+    db->dir = strdup(dir);
+    pthread_mutex_init(&db->mutex, NULL);
+    pthread_cond_init(&db->bg_cond, NULL);
+    pthread_cond_init(&db->done_cond, NULL);
+    for (int i = 0; i < TL_WRITE_STRIPES; i++)
+        pthread_mutex_init(&db->stripes[i], NULL);
+    struct tl_version_edit state;
+    tl_edit_init(&state);
+    if (!db->dir) {
+        rc = tl_error(-ENOMEM, "out of memory opening %s", dir);
+        goto fail;
+    }
+    if ((rc = lock_dir(db)) < 0)
+        goto fail;
+    db->cache = tl_block_cache_new(o->block_cache_bytes);
+    if (!db->cache) {
+        rc = tl_error(-ENOMEM, "out of memory for the block cache");
+        goto fail;
+    }
+    if ((rc = tl_manifest_open(dir, &db->manifest, &state)) < 0)
+        goto fail;
+    db->next_file = state.next_file_number > 2 ? state.next_file_number : 2;
+    db->current = tl_version_new();
+    struct tl_memtable *active = tl_memtable_new(o->memtable_bytes);
+    if (!db->current || !active) {
+        tl_memtable_free(active);
+        rc = tl_error(-ENOMEM, "out of memory for a memtable of %zu bytes (memtable_bytes)",
+                      o->memtable_bytes);
+        goto fail;
+    }
+    db->pool[db->n_pool++] = active;
+    db->current->refs = 1;
+    db->current->active = active;
+    active->refs = 1;
+    atomic_store(&db->active, active);
+    /* The live tables first, then the WAL on top of them. */
+    pthread_mutex_lock(&db->mutex);
+    struct tl_version_edit live = state;
+    live.n_deleted = 0;
+    rc = tl_version_apply(db, db->current, &live);
+    pthread_mutex_unlock(&db->mutex);
+    if (rc < 0)
+        goto fail;
+    if ((rc = recover(db, &state)) < 0)
+        goto fail;
+    remove_orphans(db);
+    tl_edit_free(&state);
+
+    if (pthread_create(&db->flush_thread, NULL, flush_thread_main, db) != 0 ||
+        pthread_create(&db->compaction_thread, NULL, tl_compaction_thread, db) != 0) {
+        rc = tl_error(-EAGAIN, "cannot start the background threads of %s", dir);
+        pthread_mutex_lock(&db->mutex);
+        db->stopping = true;
+        pthread_cond_broadcast(&db->bg_cond);
+        pthread_mutex_unlock(&db->mutex);
+        pthread_join(db->flush_thread, NULL);
+        tl_wal_close(db->wal);
+        db_free(db);
+        return rc;
+    }
+    db->threads_started = true;
+    *out = db;
+    return 0;
+fail:
+    tl_edit_free(&state);
+    if (db->wal)
+        tl_wal_close(db->wal);
+    db_free(db);
+    return rc;
+}
+
+int tl_db_close(tl_db *db)
+{
+    if (!db)
+        return 0;
+    pthread_mutex_lock(&db->mutex);
+    db->stopping = true;
+    pthread_cond_broadcast(&db->bg_cond);
+    pthread_cond_broadcast(&db->done_cond);
+    pthread_mutex_unlock(&db->mutex);
+    if (db->threads_started) {
+        pthread_join(db->flush_thread, NULL);
+        pthread_join(db->compaction_thread, NULL);
+    }
+    int rc = tl_wal_close(db->wal);
+    db_free(db);
+    return rc;
+}
+
+/* ---- files for checkpoints, and statistics ---------------------------------------------- */
+
+int tl_db_live_files(tl_db *db, char ***paths, size_t *count)
+{
+    pthread_mutex_lock(&db->mutex);
+    struct tl_version *v = db->current;
+    size_t n = 2 + v->n_imm + 1;
+    for (int l = 0; l < TL_MAX_LEVELS; l++)
+        n += v->n_files[l];
+    char **p = calloc(n, sizeof *p);
+    size_t k = 0;
+    int rc = 0;
+    if (!p) {
+        rc = tl_error(-ENOMEM, "out of memory listing files");
+        goto out;
+    }
+    char buf[TL_PATH_MAX];
+    p[k++] = strdup("CURRENT");
+    p[k++] = strdup(tl_manifest_name(db->manifest));
+    for (int l = 0; l < TL_MAX_LEVELS; l++)
+        for (size_t i = 0; i < v->n_files[l]; i++) {
+            snprintf(buf, sizeof buf, "%06llu.sst",
+                     (unsigned long long)v->levels[l][i]->meta.number);
+            p[k++] = strdup(buf);
+        }
+    for (uint64_t num = db->log_number; num <= v->active->wal_number; num++) {
+        char path[TL_PATH_MAX];
+        tl_wal_path(path, sizeof path, db->dir, num);
+        if (access(path, F_OK) != 0 || k == n)
+            continue;
+        snprintf(buf, sizeof buf, "%s", strrchr(path, '/') + 1);
+        p[k++] = strdup(buf);
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!p[i])
+            rc = tl_error(-ENOMEM, "out of memory listing files");
+    if (rc < 0) {
+        tl_db_free_file_list(p, k);
+        goto out;
+    }
+    db->pinned++;
+    *paths = p;
+    *count = k;
+out:
+    pthread_mutex_unlock(&db->mutex);
+    return rc;
+}
+
+void tl_db_free_file_list(char **paths, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+void tl_db_release_files(tl_db *db)
+{
+    pthread_mutex_lock(&db->mutex);
+    if (db->pinned > 0 && --db->pinned == 0) {
+        for (size_t i = 0; i < db->n_pending_deletes; i++) {
+            unlink(db->pending_deletes[i]);
+            free(db->pending_deletes[i]);
+        }
+        db->n_pending_deletes = 0;
+    }
+    pthread_mutex_unlock(&db->mutex);
+}
+
+int tl_db_stats(tl_db *db, struct tl_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&db->mutex);
+    struct tl_version *v = db->current;
+    st->num_levels = db->opt.num_levels;
+    for (int l = 0; l < db->opt.num_levels; l++) {
+        st->levels[l].files = v->n_files[l];
+        for (size_t i = 0; i < v->n_files[l]; i++) {
+            const struct tl_file_meta *m = &v->levels[l][i]->meta;
+            st->levels[l].bytes += m->size_bytes;
+            st->levels[l].raw_bytes += m->raw_bytes;
+            st->levels[l].entries += m->entries;
+        }
+    }
+    st->memtables = 1 + (uint64_t)v->n_imm;
+    st->memtable_bytes = tl_memtable_bytes_used(v->active);
+    st->memtable_entries = atomic_load(&v->active->entries);
+    for (int i = 0; i < v->n_imm; i++) {
+        st->memtable_bytes += tl_memtable_bytes_used(v->imm[i]);
+        st->memtable_entries += atomic_load(&v->imm[i]->entries);
+    }
+    pthread_mutex_unlock(&db->mutex);
+    tl_wal_stats(db->wal, &st->wal_bytes, &st->wal_syncs);
+    st->flushes = atomic_load(&db->flushes);
+    st->flush_bytes = atomic_load(&db->flush_bytes);
+    st->compactions = atomic_load(&db->compactions);
+    st->compaction_bytes_read = atomic_load(&db->compaction_read);
+    st->compaction_bytes_written = atomic_load(&db->compaction_written);
+    st->entries_dropped = atomic_load(&db->entries_dropped);
+    st->write_amplification =
+        st->flush_bytes ? (double)(st->flush_bytes + st->compaction_bytes_written) /
+                              (double)st->flush_bytes
+                        : 0.0;
+    tl_block_cache_stats(db->cache, &st->block_cache_hits, &st->block_cache_misses,
+                         &st->block_cache_bytes);
+    st->stall_slowdowns = atomic_load(&db->stall_slowdowns);
+    st->stall_stops = atomic_load(&db->stall_stops);
+    st->last_seq = tl_wal_next_seq(db->wal) - 1;
+    return 0;
+}

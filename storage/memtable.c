@@ -1,0 +1,387 @@
+/*
+ * memtable.c - the concurrent hash table of cells (see memtable.h).
+ *
+ * The arena and the slot array are anonymous mappings, so pages are zero and only touched
+ * pages cost memory. Arena offsets are 8-byte aligned; offset 0 is reserved to mean "empty".
+ * A byte value lives in the arena as [u32 length][bytes]; a new value takes new arena space and
+ * the old one is left behind until the table is dropped (values are immutable once published,
+ * so a reader holding an old offset still reads whole bytes).
+ */
+#include "memtable.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "coding.h"
+
+#define ARENA_ALIGN 8
+#define SLOT_EMPTY  0ull
+
+static inline uint64_t slot_word(uint64_t hash, uint32_t off)
+{
+    return (hash & 0xffffffff00000000ull) | off;
+}
+
+static void *map_zeroed(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+struct tl_memtable *tl_memtable_new(size_t arena_bytes)
+{
+    if (arena_bytes < 4096)
+        arena_bytes = 4096;
+    if (arena_bytes > UINT32_MAX - 8)
+        arena_bytes = UINT32_MAX - 8; /* offsets are 32 bits */
+    struct tl_memtable *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    uint64_t want = arena_bytes / TL_MEMTABLE_BYTES_PER_SLOT;
+    uint64_t slots = 64;
+    while (slots < want)
+        slots <<= 1;
+    m->mask = slots - 1;
+    m->max_entries = slots * TL_MEMTABLE_MAX_LOAD_NUM / TL_MEMTABLE_MAX_LOAD_DEN;
+    m->slots = map_zeroed(slots * sizeof(uint64_t));
+    m->arena = map_zeroed(arena_bytes);
+    m->arena_bytes = arena_bytes;
+    if (!m->slots || !m->arena) {
+        tl_memtable_free(m);
+        return NULL;
+    }
+    atomic_init(&m->arena_used, ARENA_ALIGN);
+    return m;
+}
+
+void tl_memtable_free(struct tl_memtable *m)
+{
+    if (!m)
+        return;
+    if (m->slots)
+        munmap((void *)m->slots, (m->mask + 1) * sizeof(uint64_t));
+    if (m->arena)
+        munmap(m->arena, m->arena_bytes);
+    free(m->sorted);
+    free(m);
+}
+
+void tl_memtable_reset(struct tl_memtable *m)
+{
+    /* Give the pages back rather than writing zeros over them. */
+    madvise((void *)m->slots, (m->mask + 1) * sizeof(uint64_t), MADV_DONTNEED);
+    madvise(m->arena, m->arena_bytes, MADV_DONTNEED);
+    atomic_store(&m->arena_used, ARENA_ALIGN);
+    atomic_store(&m->entries, 0);
+    atomic_store(&m->frozen, 0);
+    free(m->sorted);
+    m->sorted = NULL;
+    m->n_sorted = 0;
+    m->wal_number = 0;
+    m->last_seq = 0;
+}
+
+/* Claims size bytes of arena; 0 when there is no room. */
+static uint32_t arena_alloc(struct tl_memtable *m, size_t size)
+{
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    uint64_t off = atomic_fetch_add(&m->arena_used, size);
+    if (off + size > m->arena_bytes)
+        return 0;
+    return (uint32_t)off;
+}
+
+static inline struct tl_cell *cell_at(const struct tl_memtable *m, uint32_t off)
+{
+    return (struct tl_cell *)(m->arena + off);
+}
+
+bool tl_memtable_full(const struct tl_memtable *m)
+{
+    return atomic_load(&m->entries) >= m->max_entries ||
+           atomic_load(&m->arena_used) >= m->arena_bytes;
+}
+
+size_t tl_memtable_bytes_used(const struct tl_memtable *m)
+{
+    uint64_t used = atomic_load(&m->arena_used);
+    return used > m->arena_bytes ? m->arena_bytes : used;
+}
+
+
+struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t klen,
+                                 uint64_t hash)
+{
+    uint64_t tag = hash & 0xffffffff00000000ull;
+    for (uint64_t i = hash & m->mask, n = 0; n <= m->mask; i = (i + 1) & m->mask, n++) {
+        uint64_t w = atomic_load_explicit(&m->slots[i], memory_order_acquire);
+        if (w == SLOT_EMPTY)
+            return NULL;
+        if ((w & 0xffffffff00000000ull) != tag)
+            continue;
+        struct tl_cell *c = cell_at(m, (uint32_t)w);
+        if (c->hash == hash && c->klen == klen && memcmp(c->key, key, klen) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* Publishes s's value fields; bytes_off already holds the value's arena offset if any. */
+static void cell_store(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t bytes_off)
+{
+    atomic_store_explicit(&c->state, s->state, memory_order_relaxed);
+    atomic_store_explicit(&c->dirty, s->dirty, memory_order_relaxed);
+    atomic_store_explicit(&c->has_expiry, s->has_expiry, memory_order_relaxed);
+    atomic_store_explicit(&c->ival, s->ival, memory_order_relaxed);
+    atomic_store_explicit(&c->expire_ms, s->expire_ms, memory_order_relaxed);
+    atomic_store_explicit(&c->bytes_off, bytes_off, memory_order_release);
+}
+
+uint32_t tl_memtable_store_bytes(struct tl_memtable *m, const void *bytes, uint32_t len)
+{
+    uint32_t off = arena_alloc(m, 4 + (size_t)len);
+    if (!off)
+        return 0;
+    tl_put_u32(m->arena + off, len);
+    if (len)
+        memcpy(m->arena + off + 4, bytes, len);
+    return off;
+}
+
+static uint32_t store_bytes(struct tl_memtable *m, const struct tl_cell_snap *s)
+{
+    return tl_memtable_store_bytes(m, s->bytes, s->len);
+}
+
+struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_t klen,
+                                   uint64_t hash, const struct tl_cell_snap *init, bool *inserted)
+{
+    *inserted = false;
+    if (atomic_load(&m->entries) >= m->max_entries)
+        return NULL;
+    uint32_t boff = 0;
+    if (init->state == TL_CELL_BYTES && !(boff = store_bytes(m, init)))
+        return NULL;
+    uint32_t off = arena_alloc(m, sizeof(struct tl_cell) + klen);
+    if (!off)
+        return NULL;
+    struct tl_cell *c = cell_at(m, off);
+    c->klen = (uint32_t)klen;
+    c->hash = hash;
+    memcpy(c->key, key, klen);
+    atomic_init(&c->version, 0);
+    cell_store(c, init, boff);
+
+    uint64_t tag = hash & 0xffffffff00000000ull, word = slot_word(hash, off);
+    for (uint64_t i = hash & m->mask, n = 0; n <= m->mask; i = (i + 1) & m->mask, n++) {
+        uint64_t w = atomic_load_explicit(&m->slots[i], memory_order_acquire);
+        while (w == SLOT_EMPTY) {
+            if (atomic_compare_exchange_weak_explicit(&m->slots[i], &w, word,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                atomic_fetch_add(&m->entries, 1);
+                *inserted = true;
+                return c;
+            }
+        }
+        if ((w & 0xffffffff00000000ull) != tag)
+            continue;
+        struct tl_cell *o = cell_at(m, (uint32_t)w);
+        if (o->hash == hash && o->klen == klen && memcmp(o->key, key, klen) == 0)
+            return o; /* another writer got here first; our arena space is abandoned */
+    }
+    return NULL;
+}
+
+void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct tl_cell_snap *out)
+{
+    struct tl_cell *mc = (struct tl_cell *)c;
+    for (;;) {
+        uint32_t v1 = atomic_load_explicit(&mc->version, memory_order_acquire);
+        if (v1 & 1)
+            continue;
+        out->state = atomic_load_explicit(&mc->state, memory_order_relaxed);
+        out->dirty = atomic_load_explicit(&mc->dirty, memory_order_relaxed);
+        out->has_expiry = atomic_load_explicit(&mc->has_expiry, memory_order_relaxed);
+        out->ival = atomic_load_explicit(&mc->ival, memory_order_relaxed);
+        out->expire_ms = atomic_load_explicit(&mc->expire_ms, memory_order_relaxed);
+        uint32_t boff = atomic_load_explicit(&mc->bytes_off, memory_order_acquire);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&mc->version, memory_order_relaxed) != v1)
+            continue;
+        if (out->state == TL_CELL_BYTES && boff) {
+            out->len = tl_get_u32(m->arena + boff);
+            out->bytes = m->arena + boff + 4;
+        } else {
+            out->len = 0;
+            out->bytes = NULL;
+        }
+        return;
+    }
+}
+
+bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s)
+{
+    uint32_t boff = 0;
+    if (s->state == TL_CELL_BYTES && !(boff = store_bytes(m, s)))
+        return false;
+    tl_cell_publish(c, s, boff);
+    return true;
+}
+
+void tl_cell_publish(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t boff)
+{
+    uint32_t v = atomic_load_explicit(&c->version, memory_order_relaxed);
+    atomic_store_explicit(&c->version, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    cell_store(c, s, boff);
+    atomic_store_explicit(&c->version, v + 2, memory_order_release);
+}
+
+void tl_cell_snap_to_record(const struct tl_cell_snap *s, struct tl_record *r)
+{
+    memset(r, 0, sizeof *r);
+    switch (s->state) {
+    case TL_CELL_INT:
+        r->kind = TL_KIND_PUT_INT;
+        r->i = s->ival;
+        r->has_expiry = s->expire_ms != 0;
+        r->expire_ms = s->expire_ms;
+        break;
+    case TL_CELL_BYTES:
+        r->kind = TL_KIND_PUT_BYTES;
+        r->bytes = s->bytes;
+        r->len = s->len;
+        r->has_expiry = s->expire_ms != 0;
+        r->expire_ms = s->expire_ms;
+        break;
+    case TL_CELL_MERGE:
+        r->kind = TL_KIND_MERGE_INT;
+        r->i = s->ival;
+        r->has_expiry = s->has_expiry;
+        r->expire_ms = s->expire_ms;
+        break;
+    case TL_CELL_EXPIRE:
+        r->kind = TL_KIND_EXPIRE;
+        r->has_expiry = true;
+        r->expire_ms = s->expire_ms;
+        break;
+    default: /* ABSENT and DELETED: nothing older counts */
+        r->kind = TL_KIND_DELETE;
+    }
+}
+
+void tl_record_to_cell_snap(const struct tl_record *r, struct tl_cell_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dirty = true;
+    s->expire_ms = r->has_expiry ? r->expire_ms : 0;
+    switch (r->kind) {
+    case TL_KIND_PUT_INT:
+        s->state = TL_CELL_INT;
+        s->ival = r->i;
+        break;
+    case TL_KIND_PUT_BYTES:
+        s->state = TL_CELL_BYTES;
+        s->bytes = r->bytes;
+        s->len = (uint32_t)r->len;
+        break;
+    case TL_KIND_MERGE_INT:
+        s->state = TL_CELL_MERGE;
+        s->ival = r->i;
+        s->has_expiry = r->has_expiry;
+        break;
+    case TL_KIND_EXPIRE:
+        s->state = TL_CELL_EXPIRE;
+        s->has_expiry = true;
+        break;
+    default:
+        s->state = TL_CELL_DELETED;
+    }
+}
+
+static int cell_cmp(const void *a, const void *b)
+{
+    const struct tl_cell *x = *(struct tl_cell *const *)a, *y = *(struct tl_cell *const *)b;
+    return tl_key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+int tl_memtable_sort(struct tl_memtable *m)
+{
+    uint64_t n = atomic_load(&m->entries);
+    struct tl_cell **v = malloc(sizeof *v * (n ? n : 1));
+    if (!v)
+        return -ENOMEM;
+    size_t k = 0;
+    for (uint64_t i = 0; i <= m->mask && k < n; i++) {
+        uint64_t w = atomic_load(&m->slots[i]);
+        if (w != SLOT_EMPTY)
+            v[k++] = cell_at(m, (uint32_t)w);
+    }
+    qsort(v, k, sizeof *v, cell_cmp);
+    free(m->sorted);
+    m->sorted = v;
+    m->n_sorted = k;
+    return 0;
+}
+
+/* A max-heap on key of the best `max` candidates seen so far. */
+static void heap_sift_down(struct tl_cell **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, big = i;
+        if (l < n && cell_cmp(&h[l], &h[big]) > 0)
+            big = l;
+        if (r < n && cell_cmp(&h[r], &h[big]) > 0)
+            big = r;
+        if (big == i)
+            return;
+        struct tl_cell *t = h[i];
+        h[i] = h[big];
+        h[big] = t;
+        i = big;
+    }
+}
+
+static void heap_sift_up(struct tl_cell **h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (cell_cmp(&h[i], &h[p]) <= 0)
+            return;
+        struct tl_cell *t = h[i];
+        h[i] = h[p];
+        h[p] = t;
+        i = p;
+    }
+}
+
+size_t tl_memtable_collect(struct tl_memtable *m, const void *key, size_t klen, bool inclusive,
+                           struct tl_cell **out, size_t max)
+{
+    size_t n = 0;
+    if (max == 0)
+        return 0;
+    for (uint64_t i = 0; i <= m->mask; i++) {
+        uint64_t w = atomic_load_explicit(&m->slots[i], memory_order_acquire);
+        if (w == SLOT_EMPTY)
+            continue;
+        struct tl_cell *c = cell_at(m, (uint32_t)w);
+        if (key) {
+            int cmp = tl_key_cmp(c->key, c->klen, key, klen);
+            if (cmp < 0 || (cmp == 0 && !inclusive))
+                continue;
+        }
+        if (n < max) {
+            out[n] = c;
+            heap_sift_up(out, n++);
+        } else if (cell_cmp(&c, &out[0]) < 0) {
+            out[0] = c;
+            heap_sift_down(out, n, 0);
+        }
+    }
+    qsort(out, n, sizeof *out, cell_cmp);
+    return n;
+}

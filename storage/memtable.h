@@ -1,0 +1,125 @@
+/*
+ * memtable.h - the in-memory layer: a fixed-capacity open-addressing hash table of cells over
+ * an arena, shared by every writer thread.
+ *
+ * A slot is one 64-bit atomic word: the high 32 bits of the key's hash and the arena offset of
+ * its cell. Inserting a key claims an empty slot with a compare-and-swap; the table is never
+ * resized: when it passes TL_MEMTABLE_MAX_LOAD or its arena is spent, inserts fail and the
+ * engine freezes it and starts a new one.
+ *
+ * A cell's value fields are atomics read under a per-cell sequence lock: readers never block,
+ * and retry if a writer changed the cell while they read it. Writers of one key are serialized
+ * by the engine (a striped lock over keys), so a cell has one writer at a time.
+ *
+ * A cell either knows the key's whole value (INT, BYTES, DELETED, or ABSENT: nothing anywhere,
+ * nothing written here) or, when it was rebuilt from the WAL without reading older layers, only
+ * what this memtable adds (MERGE: a delta, EXPIRE: an expiry) - record.h's kinds, folded.
+ */
+#ifndef TL_MEMTABLE_H
+#define TL_MEMTABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+/* Slots in use, as a fraction of all slots, at which the table counts as full. */
+#define TL_MEMTABLE_MAX_LOAD_NUM 3
+#define TL_MEMTABLE_MAX_LOAD_DEN 4
+/* Arena bytes per slot when sizing the slot array from the arena size. */
+#define TL_MEMTABLE_BYTES_PER_SLOT 48
+
+enum tl_cell_state {
+    TL_CELL_ABSENT = 0, /* the key exists nowhere; nothing written here */
+    TL_CELL_INT = 1,
+    TL_CELL_BYTES = 2,
+    TL_CELL_DELETED = 3,
+    TL_CELL_MERGE = 4,  /* base unknown: ival is a delta */
+    TL_CELL_EXPIRE = 5, /* base unknown: only the expiry is known */
+};
+
+struct tl_cell {
+    _Atomic uint32_t version; /* odd while a writer is changing the cell */
+    _Atomic uint8_t state;
+    _Atomic uint8_t dirty;      /* written in this memtable: the flush must write it */
+    _Atomic uint8_t has_expiry; /* MERGE and EXPIRE: an expiry (maybe 0: persist) was set */
+    uint8_t pad;
+    _Atomic int64_t ival;
+    _Atomic int64_t expire_ms;
+    _Atomic uint32_t bytes_off; /* arena offset of [u32 length][bytes] for BYTES */
+    uint32_t klen;
+    uint64_t hash;
+    uint8_t key[];
+};
+
+/* A consistent copy of a cell's value fields. bytes points into the arena. */
+struct tl_cell_snap {
+    uint8_t state;
+    bool dirty;
+    bool has_expiry;
+    int64_t ival;
+    int64_t expire_ms;
+    const uint8_t *bytes;
+    uint32_t len;
+};
+
+struct tl_memtable {
+    _Atomic uint64_t *slots;
+    uint64_t mask;
+    uint8_t *arena;
+    size_t arena_bytes;
+    _Atomic uint64_t arena_used;
+    _Atomic uint64_t entries;
+    uint64_t max_entries;
+    /* Engine bookkeeping (db.c): writers inside, frozen flag, references from versions. */
+    _Atomic int64_t writers;
+    _Atomic int frozen;
+    int refs;             /* guarded by the engine's mutex */
+    uint64_t wal_number;  /* WAL segment holding this memtable's records */
+    uint64_t last_seq;    /* set when frozen: no record of it is newer */
+    struct tl_cell **sorted; /* set by tl_memtable_sort once frozen */
+    size_t n_sorted;
+};
+
+/* A table whose arena holds arena_bytes (cells, keys and byte values). NULL if out of memory. */
+struct tl_memtable *tl_memtable_new(size_t arena_bytes);
+void tl_memtable_free(struct tl_memtable *m);
+/* Empties the table for reuse (no thread may be using it). */
+void tl_memtable_reset(struct tl_memtable *m);
+
+struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t klen,
+                                 uint64_t hash);
+/* Inserts a cell for key holding *init (bytes copied into the arena). Returns the cell (an
+ * existing one if another thread inserted the key first: *inserted tells), or NULL when the
+ * table is full. */
+struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_t klen,
+                                   uint64_t hash, const struct tl_cell_snap *init, bool *inserted);
+
+void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct tl_cell_snap *out);
+/* Copies a byte value into the arena ahead of tl_cell_publish; returns its offset, or 0 when
+ * there is no room. */
+uint32_t tl_memtable_store_bytes(struct tl_memtable *m, const void *bytes, uint32_t len);
+/* Publishes s in c, with a byte value already stored at bytes_off (0 for other states). */
+void tl_cell_publish(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t bytes_off);
+/* Stores s in c; copies BYTES into the arena. Returns false, changing nothing, when the arena
+ * has no room (the table is then full). One writer per cell at a time. */
+bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s);
+
+/* The cell's layer as a record (for folding and flushing). bytes point into the arena. */
+void tl_cell_snap_to_record(const struct tl_cell_snap *s, struct tl_record *r);
+/* A record (final, or partial: MERGE/EXPIRE) as a cell state; bytes still point at r's. */
+void tl_record_to_cell_snap(const struct tl_record *r, struct tl_cell_snap *s);
+
+bool tl_memtable_full(const struct tl_memtable *m);
+size_t tl_memtable_bytes_used(const struct tl_memtable *m);
+
+/* Sorts the cells of a frozen table by key into m->sorted. */
+int tl_memtable_sort(struct tl_memtable *m);
+/* The (at most max) smallest keys after (key, klen) - or at/after it with inclusive - in key
+ * order, from a table that may be changing; returns how many were stored in out. */
+size_t tl_memtable_collect(struct tl_memtable *m, const void *key, size_t klen, bool inclusive,
+                           struct tl_cell **out, size_t max);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * tallystore.h - the public interface of libtallystore, Tally's LSM storage engine.
+ *
+ * A database is a directory. Keys are byte strings (up to TL_MAX_KEY_BYTES); a value is a
+ * 64-bit integer or a byte string, with an optional expiry time. Integers are counters:
+ * tl_db_incr() adds to them atomically without a read-modify-write on disk.
+ *
+ * Every function that can fail returns 0 (or a documented positive result) on success and a
+ * negative code on failure: a negated errno or one of the TL_E* codes below. The failing call
+ * also leaves a message for the calling thread, naming the file, key or limit involved, that
+ * tl_last_error() returns until the thread's next failing call.
+ *
+ * Thread safety: every tl_db_* function may be called from any number of threads at once.
+ * An iterator belongs to one thread.
+ */
+#ifndef TALLYSTORE_H
+#define TALLYSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TL_MAX_KEY_BYTES   65536
+#define TL_MAX_LEVELS      7
+#define TL_VERSION_STRING  "0.1.0"
+
+/* Error codes beyond errno. */
+#define TL_ECORRUPT   (-4001) /* a checksum or format check failed on disk */
+#define TL_ENOTINT    (-4002) /* the value is not an integer or out of range */
+#define TL_ENOTFLOAT  (-4003) /* the value is not a valid float */
+#define TL_EOVERFLOW  (-4004) /* increment or decrement would overflow */
+#define TL_ENANINF    (-4005) /* increment would produce NaN or Infinity */
+#define TL_ENOURING   (-4006) /* io_uring cannot be set up on this machine */
+#define TL_ELOCKED    (-4007) /* another process has the data directory open */
+#define TL_ETOOBIG    (-4008) /* a key or value is over its limit */
+#define TL_ECLOSED    (-4009) /* the database is closing or stopped after a fatal I/O error */
+
+/* Text for a code: "checksum mismatch", "Operation not permitted", ... */
+const char *tl_strerror(int code);
+/* The detailed message of this thread's last failing call ("" if none). */
+const char *tl_last_error(void);
+
+enum tl_fsync_mode {
+    TL_FSYNC_NO = 0,       /* the WAL is written, never synced by Tally */
+    TL_FSYNC_EVERYSEC = 1, /* the WAL is written at once and synced once a second */
+    TL_FSYNC_ALWAYS = 2,   /* a write returns only after its WAL record is on disk */
+};
+
+enum tl_compression {
+    TL_COMPRESS_NONE = 0,
+    TL_COMPRESS_LZ4 = 1,
+    TL_COMPRESS_ZSTD = 2,
+};
+
+struct tl_options {
+    enum tl_fsync_mode fsync;        /* default TL_FSYNC_EVERYSEC */
+    size_t memtable_bytes;           /* arena of one memtable; default 64 MiB */
+    int max_immutable_memtables;     /* frozen memtables waiting for flush before writers wait; 2 */
+    size_t block_size_bytes;         /* data block size before compression; 4096 */
+    size_t block_cache_bytes;        /* decompressed block cache; 256 MiB */
+    int bloom_bits_per_key;          /* 10; 0 disables the filter */
+    int l0_compaction_trigger;       /* L0 files that start a compaction; 4 */
+    int l0_slowdown_trigger;         /* L0 files at which each write is delayed 1 ms; 12 */
+    int l0_stop_trigger;             /* L0 files at which writes wait for compaction; 20 */
+    uint64_t level1_bytes;           /* target size of L1; each level below is x multiplier; 64 MiB */
+    int level_multiplier;            /* 10 */
+    uint64_t target_file_bytes;      /* size at which compaction output is split; 64 MiB */
+    int num_levels;                  /* 2..TL_MAX_LEVELS; 7 */
+    enum tl_compression compression; /* upper levels; default LZ4 */
+    enum tl_compression bottom_compression; /* the bottom_zstd_levels deepest levels; ZSTD */
+    int bottom_levels;               /* how many of the deepest levels use bottom_compression; 2 */
+    int zstd_level;                  /* 3 */
+    bool background_compaction;      /* run compactions on their own; default true */
+    size_t max_value_bytes;          /* largest byte value accepted; 16 MiB */
+    /* Time source in unix milliseconds, for expiry; NULL means the real clock. Tests use it
+     * to move time without sleeping. */
+    int64_t (*clock_ms)(void *arg);
+    void *clock_arg;
+};
+
+/* Fills *o with the defaults above. */
+void tl_options_init(struct tl_options *o);
+
+typedef struct tl_db tl_db;
+
+/* Opens (creating if missing) the database in dir, replaying its WAL. The directory is locked
+ * against a second process: TL_ELOCKED. TL_ENOURING if io_uring cannot be set up. */
+int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out);
+/* Syncs the WAL, stops the background threads and frees everything. The memtable is not
+ * flushed: its records are in the WAL and are replayed at the next open. */
+int tl_db_close(tl_db *db);
+
+enum tl_val_type {
+    TL_VAL_INT = 1,
+    TL_VAL_BYTES = 2,
+};
+
+/* A value read from the database. bytes is owned by the tl_val: release it with
+ * tl_val_clear(). An integer value has no bytes. expire_ms is 0 when the key has no expiry. */
+struct tl_val {
+    enum tl_val_type type;
+    int64_t i;
+    char *bytes;
+    size_t len;
+    int64_t expire_ms;
+};
+void tl_val_clear(struct tl_val *v);
+
+/* Sequence numbers: every write gets the next one. A write function stores its record's
+ * sequence number in *seq when seq is not NULL. Under TL_FSYNC_ALWAYS a write returns only
+ * once its record is durable unless seq is not NULL: then the caller decides when to wait,
+ * with tl_db_wait(), so that a server can hold a reply without blocking its thread. */
+enum tl_wait {
+    TL_WAIT_WRITTEN = 1, /* the record is in the kernel (survives kill -9 of the process) */
+    TL_WAIT_DURABLE = 2, /* the record is on disk (survives power loss, given fsync) */
+};
+int tl_db_wait(tl_db *db, uint64_t seq, enum tl_wait what);
+uint64_t tl_db_written_seq(tl_db *db);
+uint64_t tl_db_durable_seq(tl_db *db);
+
+/* Reads key. Returns 1 and fills *out when it exists, 0 when it does not (or has expired). */
+int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out);
+
+/* Adds delta to the integer at key (a missing key counts as 0) and stores the result in
+ * *result. TL_ENOTINT if the value is not an integer; TL_EOVERFLOW if the result would not
+ * fit in 64 bits (nothing is changed). The expiry is kept. */
+int tl_db_incr(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t *result,
+               uint64_t *seq);
+
+/* Adds delta to the number at key, in long double precision as Redis's INCRBYFLOAT does, and
+ * stores the result as its shortest exact text (tl_format_float). TL_ENOTFLOAT if the value is
+ * not a number, TL_ENANINF if the result is not finite. */
+int tl_db_incr_float(tl_db *db, const void *key, size_t klen, long double delta,
+                     long double *result, uint64_t *seq);
+
+/* Stores a byte value (one that reads as a canonical integer is stored as an integer).
+ * expire_ms: absolute unix ms, 0 for none. */
+int tl_db_put(tl_db *db, const void *key, size_t klen, const void *val, size_t vlen,
+              int64_t expire_ms, uint64_t *seq);
+int tl_db_put_int(tl_db *db, const void *key, size_t klen, int64_t v, int64_t expire_ms,
+                  uint64_t *seq);
+
+/* Deletes key; *existed (may be NULL) tells whether it was there. */
+int tl_db_delete(tl_db *db, const void *key, size_t klen, bool *existed, uint64_t *seq);
+
+/* Sets the expiry of an existing key (expire_ms 0 removes it). *existed is false, and nothing
+ * is written, when the key does not exist. */
+int tl_db_set_expiry(tl_db *db, const void *key, size_t klen, int64_t expire_ms, bool *existed,
+                     uint64_t *seq);
+
+/* A read-modify-write of one key, atomic with respect to every other write of that key.
+ * fn is called once with the current value (found = 0 when absent; cur is then zeroed) and
+ * decides what to store in *next. It returns one of enum tl_update_action, or a negative code
+ * which tl_db_update returns unchanged. cur is valid only during the call. */
+enum tl_update_action {
+    TL_UPDATE_KEEP = 0,   /* change nothing */
+    TL_UPDATE_PUT = 1,    /* store *next (type, value and expire_ms) */
+    TL_UPDATE_DELETE = 2, /* delete the key */
+    TL_UPDATE_EXPIRE = 3, /* keep the value, set the expiry to next->expire_ms */
+};
+typedef int (*tl_update_fn)(void *arg, const struct tl_val *cur, int found, struct tl_val *next);
+int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg,
+                 uint64_t *seq);
+
+/* Freezes the active memtable and waits until every frozen memtable is in an SSTable. */
+int tl_db_flush(tl_db *db);
+
+/* Compacts every file overlapping [begin, end] (NULL = unbounded) down to the bottom level,
+ * folding increments and dropping deleted, shadowed and expired entries. Blocks until done. */
+int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end,
+                        size_t elen);
+
+/* The files a consistent copy of the database needs, as paths relative to the directory:
+ * CURRENT, the manifest, every live SSTable and the WAL segments not yet flushed. Call it after
+ * tl_db_flush() for a copy without WAL. Free with tl_db_free_file_list(). Files in the list are
+ * not deleted until tl_db_release_files() is called. */
+int tl_db_live_files(tl_db *db, char ***paths, size_t *count);
+void tl_db_free_file_list(char **paths, size_t count);
+void tl_db_release_files(tl_db *db);
+
+struct tl_level_stats {
+    uint64_t files;
+    uint64_t bytes;     /* on disk */
+    uint64_t raw_bytes; /* keys and values before compression */
+    uint64_t entries;
+};
+
+struct tl_stats {
+    struct tl_level_stats levels[TL_MAX_LEVELS];
+    int num_levels;
+    uint64_t memtables;          /* active + frozen */
+    uint64_t memtable_bytes;     /* arena bytes in use */
+    uint64_t memtable_entries;
+    uint64_t wal_bytes;          /* written to the WAL since open */
+    uint64_t wal_syncs;
+    uint64_t flushes;
+    uint64_t flush_bytes;        /* SSTable bytes written by flushes */
+    uint64_t compactions;
+    uint64_t compaction_bytes_read;
+    uint64_t compaction_bytes_written;
+    uint64_t entries_dropped;    /* shadowed, deleted or expired entries dropped by compaction */
+    double write_amplification;  /* (flush + compaction bytes written) / flush bytes written */
+    uint64_t block_cache_hits;
+    uint64_t block_cache_misses;
+    uint64_t block_cache_bytes;
+    uint64_t stall_slowdowns;    /* writes delayed because L0 had too many files */
+    uint64_t stall_stops;        /* writes that waited for compaction */
+    uint64_t last_seq;
+};
+int tl_db_stats(tl_db *db, struct tl_stats *st);
+
+/* A sorted iterator over live keys. It sees the files of the moment it was created and the
+ * active memtable as it is when it reaches each key. */
+typedef struct tl_iter tl_iter;
+int tl_iter_new(tl_db *db, tl_iter **out);
+/* Positions at the first key >= key (klen 0: the first key). */
+int tl_iter_seek(tl_iter *it, const void *key, size_t klen);
+bool tl_iter_valid(const tl_iter *it);
+int tl_iter_next(tl_iter *it);
+const void *tl_iter_key(const tl_iter *it, size_t *klen);
+/* The current value; bytes are copied into *out. */
+int tl_iter_value(const tl_iter *it, struct tl_val *out);
+void tl_iter_free(tl_iter *it);
+
+/* Formats a long double the way Redis's INCRBYFLOAT does: up to 17 significant digits,
+ * no exponent, no trailing zeros. Returns the length written (buf needs 5 + 4932 + 17 bytes
+ * at most; TL_FLOAT_BUF is enough for every finite value). */
+#define TL_FLOAT_BUF 5120
+size_t tl_format_float(long double v, char *buf, size_t cap);
+/* Parses a canonical int64 the way Redis's string2ll does ("-0", "+1", " 1", "01" are not). */
+bool tl_parse_int(const char *s, size_t len, int64_t *out);
+/* Parses a float the way Redis's INCRBYFLOAT does (no spaces, not NaN). */
+bool tl_parse_float(const char *s, size_t len, long double *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

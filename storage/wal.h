@@ -1,0 +1,86 @@
+/*
+ * wal.h - the write-ahead log: numbered segment files of checksummed records, written by one
+ * commit thread with group commit through io_uring.
+ *
+ * Segment file DIR/NNNNNN.wal (number in decimal, 6 digits at least):
+ *
+ *     header   8 bytes  magic "TALLYWAL"
+ *              4 bytes  format version (1), little-endian
+ *              8 bytes  segment number, little-endian
+ *              4 bytes  masked CRC32C of the 20 bytes above
+ *     records, each:
+ *              4 bytes  masked CRC32C of everything after the length field of this record
+ *              4 bytes  length N of what follows, little-endian
+ *              8 bytes  sequence number, little-endian
+ *              varint   key length, then the key
+ *              rest     the entry value (record.h)
+ *
+ * Sequence numbers increase by one per record across segments (replication will tail the WAL
+ * from a sequence number). A record whose bytes run past the end of the file, or a bad record
+ * with nothing valid after it, is a torn tail: recovery cuts the file there. A bad record
+ * followed by a valid one is corruption and is reported with the file and offset.
+ */
+#ifndef TL_WAL_H
+#define TL_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+#include "tallystore.h"
+
+#define TL_WAL_MAGIC          "TALLYWAL"
+#define TL_WAL_VERSION        1
+#define TL_WAL_HEADER_BYTES   24
+#define TL_WAL_RECORD_HEADER  16
+/* Appenders wait when this much is waiting for the commit thread. */
+#define TL_WAL_BUFFER_BYTES   (4u << 20)
+/* everysec: the interval between syncs. */
+#define TL_WAL_SYNC_INTERVAL_MS 1000
+
+struct tl_wal;
+
+/* Formats DIR/NNNNNN.wal into buf. */
+void tl_wal_path(char *buf, size_t cap, const char *dir, uint64_t number);
+
+/* Creates segment `number` in dir and starts the commit thread. The first record appended gets
+ * sequence number next_seq. */
+int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsync_mode mode,
+                struct tl_wal **out);
+
+/* Appends one record; stores its sequence number in *seq. Thread-safe. The caller that needs
+ * the record in the kernel or on disk waits with tl_wal_wait. Returns TL_ECLOSED after a fatal
+ * write error (the error's message names the file). */
+int tl_wal_append(struct tl_wal *w, const void *key, size_t klen, const struct tl_record *r,
+                  uint64_t *seq);
+
+/* Records appended after this call go to a new segment `number`; the commit thread writes and
+ * syncs the old segment completely before the first write to the new one. */
+int tl_wal_roll(struct tl_wal *w, uint64_t number);
+
+/* Waits until every record up to seq is written (or durable). */
+int tl_wal_wait(struct tl_wal *w, uint64_t seq, enum tl_wait what);
+uint64_t tl_wal_written_seq(struct tl_wal *w);
+uint64_t tl_wal_durable_seq(struct tl_wal *w);
+/* The sequence number the next append will get. */
+uint64_t tl_wal_next_seq(struct tl_wal *w);
+
+/* Writes and syncs everything appended so far, and waits. */
+int tl_wal_sync(struct tl_wal *w);
+
+void tl_wal_stats(struct tl_wal *w, uint64_t *bytes_written, uint64_t *syncs);
+
+/* Writes and syncs everything, stops the commit thread, closes the segment. */
+int tl_wal_close(struct tl_wal *w);
+
+/* Recovery: calls fn for each record of the segment at path, in order. With is_last, a torn
+ * tail is cut off (the file is truncated after the last whole record); otherwise a torn tail is
+ * corruption. fn's non-zero return stops the replay and is returned. *last_seq gets the last
+ * record's sequence number (unchanged if there are none). */
+typedef int (*tl_wal_replay_fn)(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
+                                const struct tl_record *r);
+int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg,
+                  uint64_t *last_seq);
+
+#endif
