@@ -53,29 +53,29 @@
 
 #include "tallystore.h"
 
-#define KEY_PREFIX       "ctr:"
-#define KEY_DIGITS       10
-#define KEY_BYTES_MAX    (sizeof KEY_PREFIX - 1 + KEY_DIGITS + 1)
-#define ABSENT_SUFFIX    '~'
-#define MAX_KEYS         1000000000ull /* ids must fit "%010d" and a uint32_t */
-#define MAX_OPS          1000000000ull
-#define MAX_THREADS      64
-#define MAX_ROWS         32
-#define DEFAULT_KEYS     1000000
-#define DEFAULT_OPS      2000000
-#define SMALL_KEYS       100000
-#define SMALL_OPS        200000
-#define DEFAULT_ZIPF     0.99
-#define DEFAULT_SEED     42
+#define KEY_PREFIX    "ctr:"
+#define KEY_DIGITS    10
+#define KEY_BYTES_MAX (sizeof KEY_PREFIX - 1 + KEY_DIGITS + 1)
+#define ABSENT_SUFFIX '~'
+#define MAX_KEYS      1000000000ull /* ids must fit "%010d" and a uint32_t */
+#define MAX_OPS       1000000000ull
+#define MAX_THREADS   64
+#define MAX_ROWS      32
+#define DEFAULT_KEYS  1000000
+#define DEFAULT_OPS   2000000
+#define SMALL_KEYS    100000
+#define SMALL_OPS     200000
+#define DEFAULT_ZIPF  0.99
+#define DEFAULT_SEED  42
 /* Latency histogram: values below HIST_SUB ns are exact, above it HIST_SUB buckets per power of
  * two. */
-#define HIST_SUB_BITS    5
-#define HIST_SUB         (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS     (HIST_SUB + (64 - HIST_SUB_BITS) * HIST_SUB)
+#define HIST_SUB_BITS 5
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS  (HIST_SUB + (64 - HIST_SUB_BITS) * HIST_SUB)
 /* Waiting for background flushes and compactions between workloads. */
-#define SETTLE_POLL_MS   100
-#define SETTLE_QUIET_MS  1000
-#define SETTLE_MAX_MS    600000
+#define SETTLE_POLL_MS    100
+#define SETTLE_QUIET_MS   1000
+#define SETTLE_MAX_MS     600000
 #define WAL_SYNC_EVERY_MS 1000
 /* RocksDB settings matched to Tally's defaults (tallystore.h). */
 #define RDB_MEMTABLE_BYTES (64u << 20)
@@ -88,6 +88,8 @@
 #define RDB_LEVELS         7
 #define RDB_ZSTD_LEVEL     3
 #define RDB_BG_JOBS        2
+/* rocksdb::BottommostLevelCompaction::kForceOptimized (options.h): the C API takes the number. */
+#define RDB_BOTTOMMOST_FORCE_OPTIMIZED 3
 
 enum workload { W_INCR_RANDOM, W_INCR_ZIPF, W_READ_PRESENT, W_READ_ABSENT, W_COUNT };
 static const char *const workload_names[W_COUNT] = {"incr-random", "incr-zipf", "read-present",
@@ -455,8 +457,8 @@ static char *u64add_partial_merge(void *state, const char *key, size_t klen,
                                   const char *const *operands, const size_t *operand_lens,
                                   int noperands, unsigned char *success, size_t *new_len)
 {
-    return u64add_full_merge(state, key, klen, NULL, 0, operands, operand_lens, noperands,
-                             success, new_len);
+    return u64add_full_merge(state, key, klen, NULL, 0, operands, operand_lens, noperands, success,
+                             new_len);
 }
 
 static void u64add_delete_value(void *state, const char *value, size_t len)
@@ -512,8 +514,8 @@ static void rdb_open(struct engine *e)
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_set_error_if_exists(o, 1);
     rocksdb_options_set_merge_operator(
-        o, rocksdb_mergeoperator_create(NULL, u64add_destroy, u64add_full_merge, u64add_partial_merge,
-                                        u64add_delete_value, u64add_name));
+        o, rocksdb_mergeoperator_create(NULL, u64add_destroy, u64add_full_merge,
+                                        u64add_partial_merge, u64add_delete_value, u64add_name));
     rocksdb_options_set_write_buffer_size(o, RDB_MEMTABLE_BYTES);
     rocksdb_options_set_max_write_buffer_number(o, RDB_MEMTABLES);
     rocksdb_options_set_level0_file_num_compaction_trigger(o, 4);
@@ -535,9 +537,8 @@ static void rdb_open(struct engine *e)
     e->cache = rocksdb_cache_create_lru(RDB_CACHE_BYTES);
     rocksdb_block_based_options_set_block_cache(e->table_opts, e->cache);
     /* The table options own the filter policy from here on. */
-    rocksdb_block_based_options_set_filter_policy(e->table_opts,
-                                                  rocksdb_filterpolicy_create_bloom_full(
-                                                      RDB_BLOOM_BITS));
+    rocksdb_block_based_options_set_filter_policy(
+        e->table_opts, rocksdb_filterpolicy_create_bloom_full(RDB_BLOOM_BITS));
     rocksdb_options_set_block_based_table_factory(o, e->table_opts);
 
     char *err = NULL;
@@ -628,8 +629,7 @@ static bool rdb_busy(struct engine *e)
 static void engine_open(struct engine *e, enum engine_kind kind, const char *base)
 {
     e->kind = kind;
-    if ((size_t)snprintf(e->dir, sizeof e->dir, "%s/%s", base, engine_names[kind]) >=
-        sizeof e->dir)
+    if ((size_t)snprintf(e->dir, sizeof e->dir, "%s/%s", base, engine_names[kind]) >= sizeof e->dir)
         die("directory name too long: %s", base);
     struct stat st;
     if (stat(e->dir, &st) == 0)
@@ -804,7 +804,13 @@ static void engine_full_compaction(struct engine *e)
     rocksdb_flushoptions_destroy(fo);
     if (err)
         die("rocksdb_flush: %s", err);
-    rocksdb_compact_range(e->rdb, NULL, 0, NULL, 0);
+    /* The default (kIfHaveCompactionFilter) may leave files in place by a trivial move, still
+     * LZ4-compressed; Tally's full compaction rewrites everything into the bottom level. Force
+     * the bottommost level to be rewritten too, once (kForceOptimized). */
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, RDB_BOTTOMMOST_FORCE_OPTIMIZED);
+    rocksdb_compact_range_opt(e->rdb, co, NULL, 0, NULL, 0);
+    rocksdb_compactoptions_destroy(co);
 #endif
 }
 
@@ -965,8 +971,7 @@ static uint64_t parse_u64(const char *opt, const char *s, uint64_t min, uint64_t
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max || s[0] == '-')
-        die("%s: expected an integer in [%" PRIu64 ", %" PRIu64 "], got \"%s\"", opt, min, max,
-            s);
+        die("%s: expected an integer in [%" PRIu64 ", %" PRIu64 "], got \"%s\"", opt, min, max, s);
     return v;
 }
 
@@ -1077,8 +1082,8 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 
 static void print_results(const struct config *cfg, struct engine *engines)
 {
-    printf("\n%-13s %-12s %12s %9s %9s %9s\n", "workload", "engine", "ops/s", "p50 us",
-           "p99 us", "p999 us");
+    printf("\n%-13s %-12s %12s %9s %9s %9s\n", "workload", "engine", "ops/s", "p50 us", "p99 us",
+           "p999 us");
     for (int i = 0; i < nrows; i++) {
         printf("%-13s %-12s %12.0f %9.2f %9.2f %9.2f%s\n", rows[i].workload, rows[i].engine,
                rows[i].ops_per_s, rows[i].p50_us, rows[i].p99_us, rows[i].p999_us,
@@ -1098,9 +1103,14 @@ static void print_results(const struct config *cfg, struct engine *engines)
             struct engine *e = &engines[k];
             if (!e->compacted)
                 continue;
-            printf("%-12s %14" PRIu64 " %14.2f %14.2f %14.2f %12.2f\n", engine_names[k],
-                   e->disk_bytes, counters ? (double)e->disk_bytes / (double)counters : 0,
-                   e->wamp_before, e->wamp_after, e->compact_s);
+            char before[32] = "-", after[32] = "-"; /* "-": nothing flushed yet */
+            if (e->wamp_before > 0)
+                snprintf(before, sizeof before, "%.2f", e->wamp_before);
+            if (e->wamp_after > 0)
+                snprintf(after, sizeof after, "%.2f", e->wamp_after);
+            printf("%-12s %14" PRIu64 " %14.2f %14s %14s %12.2f\n", engine_names[k], e->disk_bytes,
+                   counters ? (double)e->disk_bytes / (double)counters : 0, before, after,
+                   e->compact_s);
         }
         printf("disk bytes: SSTables, manifests, CURRENT and OPTIONS files; not the WAL (.wal, "
                ".log) nor RocksDB's info LOG\n");
@@ -1114,8 +1124,7 @@ static void print_results(const struct config *cfg, struct engine *engines)
         if (strcmp(rows[i].engine, "tally") != 0)
             continue;
         for (int j = 0; j < nrows; j++) {
-            if (j == i || strcmp(rows[j].workload, rows[i].workload) != 0 ||
-                rows[j].ops_per_s <= 0)
+            if (j == i || strcmp(rows[j].workload, rows[i].workload) != 0 || rows[j].ops_per_s <= 0)
                 continue;
             if (!header) {
                 printf("\nops/s ratios (above 1: Tally is faster):\n");
@@ -1165,8 +1174,8 @@ int main(int argc, char **argv)
         die("out of memory for %" PRIu64 " keys", cfg.keys);
 
     fprintf(stderr,
-            "tally-bench: %" PRIu64 " keys, %" PRIu64 " ops per workload, %d thread(s), seed %" PRIu64
-            ", zipf %.2f, in %s\n",
+            "tally-bench: %" PRIu64 " keys, %" PRIu64
+            " ops per workload, %d thread(s), seed %" PRIu64 ", zipf %.2f, in %s\n",
             cfg.keys, cfg.ops, cfg.threads, cfg.seed, cfg.zipf, base);
 
     struct engine engines[E_COUNT];

@@ -20,7 +20,7 @@
 #define BLOOM_MIN_BITS   64
 #define BLOOM_MIN_PROBES 1
 #define BLOOM_MAX_PROBES 30
-/* ln 2 rounded, the number of probes a bit per key that minimizes false positives. */
+/* ln 2, rounded: k = bits_per_key * ln 2 probes minimize false positives. */
 #define BLOOM_PROBES_PER_BIT 0.69
 /* Filters are for files; past this a request is a bug rather than a table. */
 #define BLOOM_MAX_BITS_PER_KEY 1000
@@ -45,8 +45,7 @@ static inline uint64_t probe_step(uint64_t h)
     return (uint32_t)tl_hash_mix(h) | 1u;
 }
 
-int tl_bloom_build(const uint64_t *hashes, size_t n, int bits_per_key, uint8_t **out,
-                   size_t *len)
+int tl_bloom_build(const uint64_t *hashes, size_t n, int bits_per_key, uint8_t **out, size_t *len)
 {
     if (bits_per_key < 1)
         bits_per_key = 1;

@@ -120,11 +120,11 @@ int tl_compress(enum tl_compression type, int zstd_level, const uint8_t *src, si
         if (!z)
             return tl_error(-ENOMEM, "zstd: cannot allocate a compression context");
         head = tl_put_varint(dst, len);
-        size_t n = ZSTD_compressCCtx(z->cctx, dst + head, ZSTD_compressBound(len), src, len,
-                                     zstd_level);
+        size_t n =
+            ZSTD_compressCCtx(z->cctx, dst + head, ZSTD_compressBound(len), src, len, zstd_level);
         if (ZSTD_isError(n))
-            return tl_error(-EINVAL, "zstd: compressing a block of %zu bytes at level %d: %s",
-                            len, zstd_level, ZSTD_getErrorName(n));
+            return tl_error(-EINVAL, "zstd: compressing a block of %zu bytes at level %d: %s", len,
+                            zstd_level, ZSTD_getErrorName(n));
         *out_len = head + n;
         return 0;
     }
@@ -171,8 +171,8 @@ int tl_decompress(enum tl_compression type, const uint8_t *src, size_t len, size
             rc = tl_error(TL_ECORRUPT, "lz4 payload of %zu bytes is over the codec's limit", len);
             goto fail;
         }
-        int n = LZ4_decompress_safe((const char *)src + head, (char *)buf, (int)(len - head),
-                                    (int)raw);
+        int n =
+            LZ4_decompress_safe((const char *)src + head, (char *)buf, (int)(len - head), (int)raw);
         if (n < 0 || (uint64_t)n != raw) {
             rc = tl_error(TL_ECORRUPT, "lz4 payload of %zu bytes does not decompress to %llu bytes",
                           len, (unsigned long long)raw);
@@ -188,8 +188,9 @@ int tl_decompress(enum tl_compression type, const uint8_t *src, size_t len, size
         }
         size_t n = ZSTD_decompressDCtx(z->dctx, buf, (size_t)raw, src + head, len - head);
         if (ZSTD_isError(n) || n != raw) {
-            rc = tl_error(TL_ECORRUPT, "zstd payload of %zu bytes does not decompress to %llu "
-                                       "bytes (%s)",
+            rc = tl_error(TL_ECORRUPT,
+                          "zstd payload of %zu bytes does not decompress to %llu "
+                          "bytes (%s)",
                           len, (unsigned long long)raw,
                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong length");
             goto fail;

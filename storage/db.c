@@ -211,8 +211,7 @@ static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
 /* Writers wait here while L0 has too many files: slowed first, then stopped. */
 static int throttle_l0(struct tl_db *db)
 {
-    struct tl_version *v = db->current; /* a racy peek is enough to decide whether to look */
-    if (!v || (int)v->n_files[0] < db->opt.l0_slowdown_trigger)
+    if ((int)atomic_load(&db->l0_files) < db->opt.l0_slowdown_trigger)
         return 0;
     pthread_mutex_lock(&db->mutex);
     size_t n = db->current->n_files[0];
@@ -1082,6 +1081,9 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
         goto out;
     }
     rs.last_seq = state->last_seq;
+    /* New files are numbered past every segment here, replayed or not. */
+    if (n_wals && wals[n_wals - 1] >= db->next_file)
+        db->next_file = wals[n_wals - 1] + 1;
     size_t first = 0;
     while (first < n_wals && wals[first] < state->log_number)
         first++;
@@ -1094,8 +1096,6 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
             goto out;
         if (last > rs.last_seq)
             rs.last_seq = last;
-        if (wals[i] >= db->next_file)
-            db->next_file = wals[i] + 1;
     }
     if (atomic_load(&rs.m->entries) > 0 && (rc = recovery_flush(&rs)) < 0)
         goto out;
@@ -1270,9 +1270,9 @@ int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out)
     pthread_mutex_unlock(&db->mutex);
     if (rc < 0)
         goto fail;
+    remove_orphans(db);
     if ((rc = recover(db, &state)) < 0)
         goto fail;
-    remove_orphans(db);
     tl_edit_free(&state);
 
     if (pthread_create(&db->flush_thread, NULL, flush_thread_main, db) != 0 ||

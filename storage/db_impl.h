@@ -84,8 +84,9 @@ struct tl_db {
 
     pthread_t flush_thread, compaction_thread;
     bool threads_started;
-    bool stopping;
-    int bg_error; /* first fatal background error; writes fail with it afterwards */
+    _Atomic bool stopping;
+    _Atomic int bg_error; /* first fatal background error; writes fail with it afterwards */
+    _Atomic size_t l0_files; /* files in L0 of the current version, for a lock-free peek */
     bool flushing;
     bool compacting;
     /* A manual compaction request: compaction.c runs it and sets manual_done. */

@@ -44,6 +44,12 @@
 #define SST_INITIAL_KEY    64
 /* Largest message kept when an error is rewrapped with the file name. */
 #define SST_ERRMSG_BYTES 512
+/* Footer layout (sst.h): three (u64 offset, u32 size) handles, then version and magic. */
+#define FOOTER_HANDLE_BYTES 12
+#define FOOTER_SIZE_AT      8 /* within a handle */
+#define FOOTER_VERSION_AT   36
+#define FOOTER_MAGIC_AT     40
+_Static_assert(FOOTER_MAGIC_AT + 8 == TL_SST_FOOTER_BYTES, "footer layout of sst.h");
 
 struct tl_sst_builder {
     char *path;
@@ -97,8 +103,7 @@ static int fail(struct tl_sst_builder *b, int rc)
 
 static int nomem(struct tl_sst_builder *b, const char *what)
 {
-    return fail(b, tl_error(-ENOMEM, "%s: out of memory for the %s of a new table", b->path,
-                            what));
+    return fail(b, tl_error(-ENOMEM, "%s: out of memory for the %s of a new table", b->path, what));
 }
 
 /* Prefixes the message left by a failed I/O call with the file being written. */
@@ -106,8 +111,9 @@ static int io_failed(struct tl_sst_builder *b, int rc)
 {
     char msg[SST_ERRMSG_BYTES];
     snprintf(msg, sizeof msg, "%s", tl_last_error());
-    return fail(b, tl_error(rc, "%s: writing the table failed: %s (check the disk for space "
-                                "and errors)",
+    return fail(b, tl_error(rc,
+                            "%s: writing the table failed: %s (check the disk for space "
+                            "and errors)",
                             b->path, msg));
 }
 
@@ -121,8 +127,8 @@ static int flush_writes(struct tl_sst_builder *b, bool sync)
 {
     if (b->wlen == 0 && !sync)
         return 0;
-    int rc = b->wlen ? tl_io_pwrite(b->fd, b->wbuf, b->wlen, b->woff, sync)
-                     : tl_io_fdatasync(b->fd);
+    int rc =
+        b->wlen ? tl_io_pwrite(b->fd, b->wbuf, b->wlen, b->woff, sync) : tl_io_fdatasync(b->fd);
     if (rc < 0)
         return io_failed(b, rc);
     b->woff += b->wlen;
@@ -245,8 +251,8 @@ static int account_value(struct tl_sst_builder *b, const uint8_t *val, size_t vl
         b->props.merges++;
     /* A flag with expire_ms 0 removes an expiry: the entry does not expire. */
     if (r.has_expiry && r.expire_ms != 0) {
-        if (grow((void **)&b->expiries, &b->cap_expiries, b->n_expiries + 1,
-                 sizeof *b->expiries, SST_INITIAL_HASHES) < 0)
+        if (grow((void **)&b->expiries, &b->cap_expiries, b->n_expiries + 1, sizeof *b->expiries,
+                 SST_INITIAL_HASHES) < 0)
             return nomem(b, "expiry list");
         b->expiries[b->n_expiries++] = r.expire_ms;
         b->props.expiring_entries++;
@@ -408,8 +414,7 @@ int tl_sst_builder_finish(struct tl_sst_builder *b, struct tl_sst_props *props)
         goto fail;
 
     if (b->o.bloom_bits_per_key > 0) {
-        rc = tl_bloom_build(b->hashes, b->n_hashes, b->o.bloom_bits_per_key, &filter,
-                            &filter_len);
+        rc = tl_bloom_build(b->hashes, b->n_hashes, b->o.bloom_bits_per_key, &filter, &filter_len);
         if (rc < 0) {
             rc = tl_error(rc, "%s: cannot build the filter of %zu keys at %d bits a key", b->path,
                           b->n_hashes, b->o.bloom_bits_per_key);
@@ -462,20 +467,20 @@ int tl_sst_builder_finish(struct tl_sst_builder *b, struct tl_sst_props *props)
     if ((rc = emit_block(b, raw, len, TL_COMPRESS_NONE, &ih)) < 0)
         goto fail;
 
-    if (grow((void **)&b->wbuf, &b->wcap, b->wlen + TL_SST_FOOTER_BYTES, 1,
-             SST_WRITE_BATCH_BYTES) < 0) {
+    if (grow((void **)&b->wbuf, &b->wcap, b->wlen + TL_SST_FOOTER_BYTES, 1, SST_WRITE_BATCH_BYTES) <
+        0) {
         rc = nomem(b, "footer");
         goto fail;
     }
     uint8_t *f = b->wbuf + b->wlen;
-    tl_put_u64(f, fh.offset);
-    tl_put_u32(f + 8, (uint32_t)filter_len);
-    tl_put_u64(f + 12, ph.offset);
-    tl_put_u32(f + 20, (uint32_t)ph.size);
-    tl_put_u64(f + 24, ih.offset);
-    tl_put_u32(f + 32, (uint32_t)ih.size);
-    tl_put_u32(f + 36, TL_SST_VERSION);
-    tl_put_u64(f + 40, TL_SST_MAGIC);
+    fh.size = filter_len;
+    const struct tl_block_handle *meta[] = {&fh, &ph, &ih}; /* footer order */
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        tl_put_u64(f + i * FOOTER_HANDLE_BYTES, meta[i]->offset);
+        tl_put_u32(f + i * FOOTER_HANDLE_BYTES + FOOTER_SIZE_AT, (uint32_t)meta[i]->size);
+    }
+    tl_put_u32(f + FOOTER_VERSION_AT, TL_SST_VERSION);
+    tl_put_u64(f + FOOTER_MAGIC_AT, TL_SST_MAGIC);
     b->wlen += TL_SST_FOOTER_BYTES;
     b->props.file_size = b->woff + b->wlen;
 

@@ -42,6 +42,15 @@
 #define SST_READAHEAD_BYTES  (1u << 20)
 /* Largest message kept when an error is rewrapped with the file name. */
 #define SST_ERRMSG_BYTES 512
+#define SST_DOING_BYTES  64
+/* First size of the decoded index array; it doubles from there. */
+#define SST_INITIAL_INDEX 64
+/* Footer layout (sst.h): three (u64 offset, u32 size) handles, then version and magic. */
+#define FOOTER_HANDLE_BYTES 12
+#define FOOTER_SIZE_AT      8 /* within a handle */
+#define FOOTER_VERSION_AT   36
+#define FOOTER_MAGIC_AT     40
+_Static_assert(FOOTER_MAGIC_AT + 8 == TL_SST_FOOTER_BYTES, "footer layout of sst.h");
 /* The advice every corruption message ends with. */
 #define SST_ADVICE "run tallyctl verify on it and restore the file from a backup or replica"
 
@@ -51,6 +60,7 @@ static const char *const meta_names[META_COUNT] = {"filter", "props", "index"};
 
 struct index_entry {
     const uint8_t *key; /* the block's last key, in index_keys */
+    size_t key_off;     /* of key in index_keys (which moves while the index is decoded) */
     size_t klen;
     struct tl_block_handle h;
 };
@@ -104,8 +114,8 @@ static bool handle_ok(const struct tl_sst *t, const struct tl_block_handle *h)
 
 /* Checks the trailer of a block read into buf (size bytes and the trailer) and decompresses it.
  * Always takes buf: on success *out is buf itself or a new buffer that replaces it. */
-static int block_decode(const char *path, const char *what, uint64_t off, uint8_t *buf,
-                        size_t size, uint8_t **out, size_t *out_len)
+static int block_decode(const char *path, const char *what, uint64_t off, uint8_t *buf, size_t size,
+                        uint8_t **out, size_t *out_len)
 {
     uint8_t type = buf[size];
     uint32_t crc = tl_get_u32(buf + size + 1);
@@ -127,11 +137,11 @@ static int block_decode(const char *path, const char *what, uint64_t off, uint8_
                         "%s: %s block at offset %llu has unknown compression type %u; " SST_ADVICE,
                         path, what, (unsigned long long)off, type);
     }
-    int rc = tl_decompress((enum tl_compression)type, buf, size, TL_SST_MAX_BLOCK_BYTES, out,
-                           out_len);
+    int rc =
+        tl_decompress((enum tl_compression)type, buf, size, TL_SST_MAX_BLOCK_BYTES, out, out_len);
     free(buf);
     if (rc < 0) {
-        char doing[64];
+        char doing[SST_DOING_BYTES];
         snprintf(doing, sizeof doing, "decompressing the %s block", what);
         return rewrap(rc, path, doing, off);
     }
@@ -161,9 +171,9 @@ static int read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
     size_t *which = NULL, m = 0;
     int rc = 0;
 
-    memset(refs, 0, n * sizeof *refs);
     if (n == 0)
         return 0;
+    memset(refs, 0, n * sizeof *refs);
     reqs = calloc(n, sizeof *reqs);
     which = calloc(n, sizeof *which);
     if (!reqs || !which) {
@@ -273,10 +283,10 @@ static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
 {
     uint64_t off = t->meta[META_INDEX].offset;
     struct tl_block_iter it;
-    size_t cap = 0, used = 0;
+    size_t cap = 0, used = 0, keys_cap = len + 1;
     int rc = 0;
 
-    t->index_keys = malloc(len + 1);
+    t->index_keys = malloc(keys_cap);
     if (!t->index_keys)
         return tl_error(-ENOMEM, "%s: out of memory for the index", t->path);
     if (tl_block_iter_init(&it, data, len) < 0)
@@ -296,7 +306,7 @@ static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
         }
         if (t->n_blocks > 0) {
             const struct index_entry *prev = &t->index[t->n_blocks - 1];
-            if (tl_key_cmp(prev->key, prev->klen, it.key, it.klen) >= 0) {
+            if (tl_key_cmp(t->index_keys + prev->key_off, prev->klen, it.key, it.klen) >= 0) {
                 rc = tl_error(TL_ECORRUPT,
                               "%s: index block at offset %llu has keys out of order at entry "
                               "%zu; " SST_ADVICE,
@@ -305,7 +315,7 @@ static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
             }
         }
         if (t->n_blocks == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
+            size_t ncap = cap ? cap * 2 : SST_INITIAL_INDEX;
             struct index_entry *ni = realloc(t->index, ncap * sizeof *ni);
             if (!ni) {
                 rc = tl_error(-ENOMEM, "%s: out of memory for the index", t->path);
@@ -314,20 +324,31 @@ static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
             t->index = ni;
             cap = ncap;
         }
-        /* Keys fit: their bytes all come from the block, and each entry's are distinct. */
-        if (it.klen > len - used) {
-            rc = malformed(t, "index", off);
-            goto out;
+        /* Prefix compression makes the whole keys larger than the block: grow the key
+         * arena, and keep offsets into it until it stops moving. */
+        if (used + it.klen > keys_cap) {
+            size_t ncap = keys_cap;
+            while (ncap < used + it.klen)
+                ncap *= 2;
+            uint8_t *nk = realloc(t->index_keys, ncap);
+            if (!nk) {
+                rc = tl_error(-ENOMEM, "%s: out of memory for the index", t->path);
+                goto out;
+            }
+            t->index_keys = nk;
+            keys_cap = ncap;
         }
         if (it.klen)
             memcpy(t->index_keys + used, it.key, it.klen);
-        t->index[t->n_blocks++] = (struct index_entry){t->index_keys + used, it.klen, h};
+        t->index[t->n_blocks++] = (struct index_entry){.key_off = used, .klen = it.klen, .h = h};
         used += it.klen;
     }
     if (it.status)
-        rc = it.status == TL_ECORRUPT ? malformed(t, "index", off)
-                                      : tl_error(it.status, "%s: out of memory for the index",
-                                                 t->path);
+        rc = it.status == TL_ECORRUPT
+                 ? malformed(t, "index", off)
+                 : tl_error(it.status, "%s: out of memory for the index", t->path);
+    for (size_t i = 0; i < t->n_blocks; i++)
+        t->index[i].key = t->index_keys + t->index[i].key_off;
 out:
     tl_block_iter_free(&it);
     return rc;
@@ -405,9 +426,9 @@ static int parse_props(struct tl_sst *t, const uint8_t *data, size_t len)
         }
     }
     if (it.status)
-        rc = it.status == TL_ECORRUPT ? malformed(t, "props", off)
-                                      : tl_error(it.status, "%s: out of memory for the props",
-                                                 t->path);
+        rc = it.status == TL_ECORRUPT
+                 ? malformed(t, "props", off)
+                 : tl_error(it.status, "%s: out of memory for the props", t->path);
 out:
     tl_block_iter_free(&it);
     return rc;
@@ -429,7 +450,7 @@ static int read_footer(struct tl_sst *t)
     if (n != TL_SST_FOOTER_BYTES)
         return tl_error(TL_ECORRUPT, "%s: short read of the footer at offset %llu; " SST_ADVICE,
                         t->path, (unsigned long long)foff);
-    uint64_t magic = tl_get_u64(f + 40);
+    uint64_t magic = tl_get_u64(f + FOOTER_MAGIC_AT);
     if (magic != TL_SST_MAGIC)
         return tl_error(TL_ECORRUPT,
                         "%s: no SSTable footer at offset %llu (magic 0x%016llx, expected "
@@ -437,15 +458,15 @@ static int read_footer(struct tl_sst *t)
                         "run tallyctl verify on it",
                         t->path, (unsigned long long)foff, (unsigned long long)magic,
                         (unsigned long long)TL_SST_MAGIC);
-    uint32_t version = tl_get_u32(f + 36);
+    uint32_t version = tl_get_u32(f + FOOTER_VERSION_AT);
     if (version != TL_SST_VERSION)
         return tl_error(TL_ECORRUPT,
                         "%s: format version %u in the footer at offset %llu; this build reads "
                         "version %d: open it with the Tally version that wrote it",
                         t->path, version, (unsigned long long)foff, TL_SST_VERSION);
     for (int i = 0; i < META_COUNT; i++) {
-        t->meta[i].offset = tl_get_u64(f + 12 * i);
-        t->meta[i].size = tl_get_u32(f + 12 * i + 8);
+        t->meta[i].offset = tl_get_u64(f + FOOTER_HANDLE_BYTES * i);
+        t->meta[i].size = tl_get_u32(f + FOOTER_HANDLE_BYTES * i + FOOTER_SIZE_AT);
     }
     t->data_end = foff;
     for (int i = 0; i < META_COUNT; i++) {
@@ -477,8 +498,8 @@ static int read_meta(struct tl_sst *t)
         if (i == META_FILTER && t->meta[i].size == 0)
             continue;
         size_t len = (size_t)t->meta[i].size + TL_SST_TRAILER_BYTES;
-        reqs[m] = (struct tl_io_req){.fd = t->fd, .buf = malloc(len), .len = len,
-                                     .off = t->meta[i].offset};
+        reqs[m] = (struct tl_io_req){
+            .fd = t->fd, .buf = malloc(len), .len = len, .off = t->meta[i].offset};
         which[m] = i;
         if (!reqs[m++].buf) {
             rc = tl_error(-ENOMEM, "%s: out of memory for the %s block", t->path, meta_names[i]);
@@ -514,10 +535,11 @@ static int read_meta(struct tl_sst *t)
             goto out;
     }
     if (t->props.data_blocks != t->n_blocks)
-        rc = tl_error(TL_ECORRUPT,
-                      "%s: the index at offset %llu lists %zu data blocks, the props %llu; " SST_ADVICE,
-                      t->path, (unsigned long long)t->meta[META_INDEX].offset, t->n_blocks,
-                      (unsigned long long)t->props.data_blocks);
+        rc = tl_error(
+            TL_ECORRUPT,
+            "%s: the index at offset %llu lists %zu data blocks, the props %llu; " SST_ADVICE,
+            t->path, (unsigned long long)t->meta[META_INDEX].offset, t->n_blocks,
+            (unsigned long long)t->props.data_blocks);
 out:
     for (int k = 0; k < m; k++)
         free(reqs[k].buf);
@@ -734,6 +756,12 @@ static int iter_load(struct tl_sst_iter *it, size_t idx)
             iter_drop_readahead(it);
             it->ra_first = idx;
             rc = read_ahead(t, idx, it->ra, &it->ra_n);
+            /* A bad block further on must not hide the good ones before it: read this one
+             * alone, so the error comes when the scan reaches the bad block. */
+            if (rc < 0 && it->ra_n > 1) {
+                it->ra_n = 1;
+                rc = read_blocks(&t, &t->index[idx].h, 1, it->ra, false);
+            }
             if (rc < 0)
                 it->ra_n = 0;
         }
@@ -756,10 +784,10 @@ static int iter_settle(struct tl_sst_iter *it)
 {
     while (it->have_bi) {
         if (it->bi.status) {
-            it->status = it->bi.status == TL_ECORRUPT
-                             ? malformed(it->t, "data", it->ref.offset)
-                             : tl_error(it->bi.status, "%s: out of memory in an iterator",
-                                        it->t->path);
+            it->status =
+                it->bi.status == TL_ECORRUPT
+                    ? malformed(it->t, "data", it->ref.offset)
+                    : tl_error(it->bi.status, "%s: out of memory in an iterator", it->t->path);
             iter_drop_block(it);
             return it->status;
         }
@@ -890,8 +918,8 @@ static int verify_block(struct verify *v, size_t idx, const struct tl_block_ref 
             memcpy(v->prev, it.key, it.klen);
         v->prev_len = it.klen;
         if (v->entries++ == 0)
-            v->first_ok = tl_key_cmp(t->props.smallest, t->props.smallest_len, it.key,
-                                     it.klen) == 0;
+            v->first_ok =
+                tl_key_cmp(t->props.smallest, t->props.smallest_len, it.key, it.klen) == 0;
     }
     if (it.status) {
         rc = it.status == TL_ECORRUPT ? verify_fail(t, e->h.offset, "an entry is malformed")
@@ -914,10 +942,9 @@ static int verify_layout(const struct tl_sst *t)
         if (i == META_FILTER && h->size == 0)
             continue;
         if (h->offset != pos)
-            return tl_error(TL_ECORRUPT,
-                            "%s: the %s block is at offset %llu, expected %llu; " SST_ADVICE,
-                            t->path, meta_names[i], (unsigned long long)h->offset,
-                            (unsigned long long)pos);
+            return tl_error(
+                TL_ECORRUPT, "%s: the %s block is at offset %llu, expected %llu; " SST_ADVICE,
+                t->path, meta_names[i], (unsigned long long)h->offset, (unsigned long long)pos);
         pos += h->size + TL_SST_TRAILER_BYTES;
     }
     if (pos != t->file_size - TL_SST_FOOTER_BYTES)
@@ -962,10 +989,10 @@ int tl_sst_verify(const char *path, tl_sst_progress_fn progress, void *arg)
             goto out;
     }
     if (next_off != t->data_end)
-        rc = tl_error(TL_ECORRUPT,
-                      "%s: the data blocks end at offset %llu but the metadata starts at %llu; "
-                      SST_ADVICE,
-                      path, (unsigned long long)next_off, (unsigned long long)t->data_end);
+        rc = tl_error(
+            TL_ECORRUPT,
+            "%s: the data blocks end at offset %llu but the metadata starts at %llu; " SST_ADVICE,
+            path, (unsigned long long)next_off, (unsigned long long)t->data_end);
     else if (v.entries != t->props.entries)
         rc = tl_error(TL_ECORRUPT,
                       "%s: the props block at offset %llu counts %llu entries, the data blocks "

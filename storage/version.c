@@ -123,6 +123,7 @@ void tl_version_install(struct tl_db *db, struct tl_version *v)
     v->refs++;
     struct tl_version *old = db->current;
     db->current = v;
+    atomic_store(&db->l0_files, v->n_files[0]);
     if (old)
         tl_version_unref_locked(db, old);
 }

@@ -788,7 +788,7 @@ static int check_header(struct reader *rd, bool is_last)
                         "%s: WAL format version %u at offset 8 is not supported (this build "
                         "reads version %d): use a matching version of Tally",
                         rd->path, version, TL_WAL_VERSION);
-    uint64_t number = tl_get_u64(h + 12), named;
+    uint64_t number = tl_get_u64(h + 12), named = 0;
     if (number_from_path(rd->path, &named) && named != number)
         return tl_error(TL_ECORRUPT,
                         "%s: header at offset 12 says segment %" PRIu64 " but the file name says "

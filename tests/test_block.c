@@ -271,8 +271,8 @@ static void test_block_corrupt_contents(void)
     tl_block_iter_free(&it);
 
     /* A varint that never ends. */
-    const uint8_t badvarint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                 0,    0,    0,    0,    1,    0,    0,    0};
+    const uint8_t badvarint[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0,    0,    0,    0,    1,    0,    0,    0};
     CHECK_EQ_INT(exercise(badvarint, sizeof badvarint), TL_ECORRUPT);
 
     /* A value length past the end of the entries. */

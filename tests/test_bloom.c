@@ -11,8 +11,8 @@
 #include "hash.h"
 #include "testutil.h"
 
-#define N_KEYS      100000
-#define N_ABSENT    100000
+#define N_KEYS       100000
+#define N_ABSENT     100000
 #define BITS_PER_KEY 10
 
 static uint64_t key_hash(const char *fmt, int i)

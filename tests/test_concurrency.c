@@ -27,13 +27,13 @@
 #include "tallystore.h"
 #include "testutil.h"
 
-#define NTHREADS     4
-#define NSHARED      64
-#define NPRIVATE     3000 /* per thread */
-#define NKEYS        (NSHARED + NTHREADS * NPRIVATE)
-#define RUN_MS       3000
-#define MAX_OPS      300000
-#define KEY_CAP      64
+#define NTHREADS 4
+#define NSHARED  64
+#define NPRIVATE 3000 /* per thread */
+#define NKEYS    (NSHARED + NTHREADS * NPRIVATE)
+#define RUN_MS   3000
+#define MAX_OPS  300000
+#define KEY_CAP  64
 
 static uint64_t seed;
 static tl_db *db;
@@ -109,14 +109,14 @@ static void *worker_main(void *p)
             struct tl_val v = {0};
             int rc = tl_db_get(db, key, kl, &v);
             w->gets++;
-            bool ok = w->touched[k] ? rc == 1 && v.type == TL_VAL_INT && v.i == w->counts[k]
-                                    : rc == 0;
+            bool ok =
+                w->touched[k] ? rc == 1 && v.type == TL_VAL_INT && v.i == w->counts[k] : rc == 0;
             if (!ok) {
                 snprintf(w->err, sizeof w->err,
                          "thread %d op %ld: tl_db_get(%s) returned %d type %d value %" PRId64
                          ", expected %s %" PRId64 " (%s)",
-                         w->index, op, key, rc, (int)v.type, v.i,
-                         w->touched[k] ? "INT" : "absent", w->counts[k], tl_last_error());
+                         w->index, op, key, rc, (int)v.type, v.i, w->touched[k] ? "INT" : "absent",
+                         w->counts[k], tl_last_error());
                 tl_val_clear(&v);
                 break;
             }
@@ -129,9 +129,9 @@ static void *worker_main(void *p)
         int64_t result = 0;
         int rc = tl_db_incr(db, key, kl, delta, &result, NULL);
         if (rc != 0) {
-            snprintf(w->err, sizeof w->err, "thread %d op %ld: tl_db_incr(%s, %" PRId64
-                     ") returned %d %s: %s", w->index, op, key, delta, rc, tl_strerror(rc),
-                     tl_last_error());
+            snprintf(w->err, sizeof w->err,
+                     "thread %d op %ld: tl_db_incr(%s, %" PRId64 ") returned %d %s: %s", w->index,
+                     op, key, delta, rc, tl_strerror(rc), tl_last_error());
             break;
         }
         w->counts[k] += delta;

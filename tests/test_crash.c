@@ -120,8 +120,8 @@ static void *child_incr_main(void *p)
         int64_t delta = 1 + (int64_t)((r >> 32) % 1000);
         if (((r >> 20) & 7) == 0)
             delta = -delta;
-        struct msg m = {.kind = MSG_INTENT, .thread = (uint8_t)ct->index, .key = (uint32_t)k,
-                        .delta = delta};
+        struct msg m = {
+            .kind = MSG_INTENT, .thread = (uint8_t)ct->index, .key = (uint32_t)k, .delta = delta};
         send_msg(&m);
         int64_t result;
         int rc = tl_db_incr(child_db, key, key_of(k, key), delta, &result, NULL);
@@ -256,8 +256,8 @@ static void take_msgs(int round, char *buf, size_t *len, bool *opened, long *nac
             continue;
         }
         if (m.thread >= NTHREADS || m.key >= NKEYS)
-            fail(round, "bad message from the child (kind %d thread %d key %u)", m.kind,
-                 m.thread, m.key);
+            fail(round, "bad message from the child (kind %d thread %d key %u)", m.kind, m.thread,
+                 m.key);
         if (m.kind == MSG_INTENT) {
             if (pending_valid[m.thread])
                 fail(round, "thread %d sent two intents without an ack", m.thread);
@@ -279,8 +279,8 @@ static void take_msgs(int round, char *buf, size_t *len, bool *opened, long *nac
     *len -= off;
 }
 
-static void check_round(int round, const struct verify *v, int64_t killed_after,
-                        const char *from, long nacks, int64_t t_verify)
+static void check_round(int round, const struct verify *v, int64_t killed_after, const char *from,
+                        long nacks, int64_t t_verify)
 {
     int inflight = 0, applied = 0;
     for (int t = 0; t < NTHREADS; t++)
@@ -291,8 +291,9 @@ static void check_round(int round, const struct verify *v, int64_t killed_after,
         if (v->found[k] && v->type[k] != TL_VAL_INT)
             fail(round, "key %d has type %d, expected INT", k, v->type[k]);
         if (exists[k] && !v->found[k])
-            fail(round, "key %d is missing, but it had acknowledged increments (expected at "
-                        "least %" PRId64 " + %" PRId64 ")",
+            fail(round,
+                 "key %d is missing, but it had acknowledged increments (expected at "
+                 "least %" PRId64 " + %" PRId64 ")",
                  k, base[k], acked[k]);
         int64_t val = v->found[k] ? v->value[k] : 0;
         int64_t diff = val - base[k] - acked[k];
@@ -318,8 +319,8 @@ static void check_round(int round, const struct verify *v, int64_t killed_after,
             fail(round,
                  "key %d = %" PRId64 " (%s), expected previous %" PRId64 " + acknowledged %" PRId64
                  " = %" PRId64 " plus a subset of the in-flight deltas {%s }: off by %" PRId64,
-                 k, val, v->found[k] ? "present" : "absent", base[k], acked[k],
-                 base[k] + acked[k], dl, diff);
+                 k, val, v->found[k] ? "present" : "absent", base[k], acked[k], base[k] + acked[k],
+                 dl, diff);
         }
         applied += __builtin_popcount((unsigned)match);
         base[k] = val;
@@ -396,8 +397,9 @@ static void run_round(int round, uint64_t *rng, struct verify *v)
     if (waitpid(pid, &status, 0) != pid)
         fail(round, "waitpid: %s", strerror(errno));
     if (!killed || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
-        fail(round, "the loaded child ended by itself (status 0x%x: exit %d) before the kill; "
-                    "see its message above",
+        fail(round,
+             "the loaded child ended by itself (status 0x%x: exit %d) before the kill; "
+             "see its message above",
              status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     if (len != 0)
         fail(round, "%zu stray bytes left in the pipe", len);
@@ -448,8 +450,8 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     dir = test_tmpdir("crash");
-    struct verify *v = mmap(NULL, sizeof *v, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                            -1, 0);
+    struct verify *v =
+        mmap(NULL, sizeof *v, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(v != MAP_FAILED);
     uint64_t rng = seed;
     int64_t start = mono_ms();

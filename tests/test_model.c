@@ -465,8 +465,20 @@ static int64_t rand_expiry(void)
 static const char *rand_bytes(size_t *len)
 {
     static char buf[MAX_VALUE + 1];
-    static const char *odd[] = {"0123", "-0", " 1", "+5", "1 ", "12a", "", "-", "00", "1.5",
-                                "9223372036854775808", "-9223372036854775809", "0x10", "1e3",
+    static const char *odd[] = {"0123",
+                                "-0",
+                                " 1",
+                                "+5",
+                                "1 ",
+                                "12a",
+                                "",
+                                "-",
+                                "00",
+                                "1.5",
+                                "9223372036854775808",
+                                "-9223372036854775809",
+                                "0x10",
+                                "1e3",
                                 "99999999999999999999999"};
     uint64_t r = below(100);
     if (r < 25) {
@@ -477,7 +489,8 @@ static const char *rand_bytes(size_t *len)
         memcpy(buf, s, *len);
     } else if (r < 45) {
         /* A float text, so that incr_float parses it and incr does not. */
-        *len = (size_t)snprintf(buf, sizeof buf, "%.3f", (double)((int64_t)below(20001) - 10000) / 7);
+        *len =
+            (size_t)snprintf(buf, sizeof buf, "%.3f", (double)((int64_t)below(20001) - 10000) / 7);
     } else if (r < 88) {
         *len = (size_t)below(201);
         for (size_t i = 0; i < *len; i++)
@@ -577,8 +590,7 @@ static void op_incr_float(int id)
         size_t wl = tl_format_float(sum, want, sizeof want);
         size_t gl = tl_format_float(result, got, sizeof got);
         if (wl != gl || memcmp(want, got, wl) != 0)
-            fail("tl_db_incr_float result formats as \"%.100s\", expected \"%.100s\"", got,
-                 want);
+            fail("tl_db_incr_float result formats as \"%.100s\", expected \"%.100s\"", got, want);
         check_seq(seq, "tl_db_incr_float");
         mset_bytes(id, want, wl, live(id) ? model[id].expire_ms : 0, true);
     }
@@ -591,8 +603,9 @@ static void op_put(int id)
     const char *val = rand_bytes(&len);
     int64_t exp = rand_expiry();
     char e[256];
-    snprintf(opdesc, sizeof opdesc, "tl_db_put(%s, len %zu \"%s\", expire %" PRId64 ", now %" PRId64 ")",
-             keydesc(id), len, esc(val, len, e, sizeof e), exp, now());
+    snprintf(opdesc, sizeof opdesc,
+             "tl_db_put(%s, len %zu \"%s\", expire %" PRId64 ", now %" PRId64 ")", keydesc(id), len,
+             esc(val, len, e, sizeof e), exp, now());
     uint64_t seq = 0;
     bool with_seq = below(2);
     int rc = tl_db_put(db, keys[id].k, keys[id].len, val, len, exp, with_seq ? &seq : NULL);
@@ -662,8 +675,8 @@ static void op_set_expiry(int id)
 /* ---- tl_db_update ---- */
 
 enum upd_mode { UPD_SETNX_INT, UPD_SETNX_BYTES, UPD_GETDEL, UPD_EXPIRE, UPD_DOUBLE, UPD_ERROR };
-static const char *upd_names[] = {"setnx-int", "setnx-bytes", "getdel", "expire", "double",
-                                  "error"};
+static const char *upd_names[] = {"setnx-int", "setnx-bytes", "getdel",
+                                  "expire",    "double",      "error"};
 
 struct upd_arg {
     enum upd_mode mode;
@@ -919,8 +932,7 @@ static void check_iter_from(tl_iter *it, int pos, int limit, const char *what)
         seen++;
         rc = tl_iter_next(it);
         if (rc < 0)
-            fail("%s: tl_iter_next after %s failed: %d %s", what, keydesc(id), rc,
-                 tl_strerror(rc));
+            fail("%s: tl_iter_next after %s failed: %d %s", what, keydesc(id), rc, tl_strerror(rc));
     }
     if (limit < 0 && tl_iter_valid(it)) {
         size_t kl = 0;
@@ -930,8 +942,8 @@ static void check_iter_from(tl_iter *it, int pos, int limit, const char *what)
         if (other < 0)
             fail("%s: iterator has an extra unknown key (len %zu \"%s\") at the end", what, kl,
                  esc(k, kl, e, sizeof e));
-        fail("%s: iterator has %s after the model's last live key; model: %s", what,
-             keydesc(other), modeldesc(other, b, sizeof b));
+        fail("%s: iterator has %s after the model's last live key; model: %s", what, keydesc(other),
+             modeldesc(other, b, sizeof b));
     }
 }
 

@@ -1,0 +1,221 @@
+/*
+ * test_memtable.c - the memtable's hash table and cells: insert and find, the table filling
+ * up (entries and arena), byte values, concurrent inserts of the same and different keys from
+ * 4 threads (every key exactly once), readers never seeing a torn cell while a writer changes
+ * it, and sorted collection (collect in batches, sort when frozen).
+ */
+#include <pthread.h>
+
+#include "hash.h"
+#include "memtable.h"
+#include "testutil.h"
+
+static struct tl_cell *insert_int(struct tl_memtable *m, const char *key, int64_t v)
+{
+    struct tl_cell_snap s = {.state = TL_CELL_INT, .dirty = true, .ival = v};
+    bool inserted;
+    return tl_memtable_insert(m, key, strlen(key), tl_hash64(key, strlen(key)), &s, &inserted);
+}
+
+static void test_basic(void)
+{
+    struct tl_memtable *m = tl_memtable_new(1 << 20);
+    CHECK(m);
+    CHECK(insert_int(m, "a", 1));
+    CHECK(insert_int(m, "b", 2));
+    struct tl_cell *c = tl_memtable_find(m, "a", 1, tl_hash64("a", 1));
+    CHECK(c);
+    struct tl_cell_snap s;
+    tl_cell_read(m, c, &s);
+    CHECK_EQ_INT(s.state, TL_CELL_INT);
+    CHECK_EQ_INT(s.ival, 1);
+    CHECK(!tl_memtable_find(m, "c", 1, tl_hash64("c", 1)));
+    /* A byte value, then a replacement. */
+    struct tl_cell_snap b = {.state = TL_CELL_BYTES, .dirty = true, .bytes = (const uint8_t *)"hello",
+                             .len = 5, .expire_ms = 77};
+    CHECK(tl_cell_write(m, c, &b));
+    tl_cell_read(m, c, &s);
+    CHECK_EQ_INT(s.state, TL_CELL_BYTES);
+    CHECK_EQ_INT(s.len, 5);
+    CHECK(memcmp(s.bytes, "hello", 5) == 0);
+    CHECK_EQ_INT(s.expire_ms, 77);
+    /* Inserting an existing key returns the existing cell. */
+    bool inserted = true;
+    struct tl_cell_snap i = {.state = TL_CELL_INT};
+    CHECK(tl_memtable_insert(m, "a", 1, tl_hash64("a", 1), &i, &inserted) == c);
+    CHECK(!inserted);
+    CHECK_EQ_INT(atomic_load(&m->entries), 2);
+    tl_memtable_reset(m);
+    CHECK_EQ_INT(atomic_load(&m->entries), 0);
+    CHECK(!tl_memtable_find(m, "a", 1, tl_hash64("a", 1)));
+    tl_memtable_free(m);
+}
+
+static void test_full(void)
+{
+    struct tl_memtable *m = tl_memtable_new(64 * 1024);
+    char key[32];
+    int n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "key%06d", n);
+        if (!insert_int(m, key, n))
+            break;
+    }
+    CHECK(n > 100);
+    CHECK(tl_memtable_full(m));
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "key%06d", i);
+        struct tl_cell *c = tl_memtable_find(m, key, strlen(key), tl_hash64(key, strlen(key)));
+        CHECK(c);
+        struct tl_cell_snap s;
+        tl_cell_read(m, c, &s);
+        CHECK_EQ_INT(s.ival, i);
+    }
+    /* A byte value that does not fit is refused without changing the cell. */
+    snprintf(key, sizeof key, "key%06d", 0);
+    struct tl_cell *c = tl_memtable_find(m, key, strlen(key), tl_hash64(key, strlen(key)));
+    static uint8_t big[128 * 1024];
+    struct tl_cell_snap b = {.state = TL_CELL_BYTES, .bytes = big, .len = sizeof big};
+    CHECK(!tl_cell_write(m, c, &b));
+    struct tl_cell_snap s;
+    tl_cell_read(m, c, &s);
+    CHECK_EQ_INT(s.state, TL_CELL_INT);
+    tl_memtable_free(m);
+}
+
+#define THREADS 4
+#define KEYS_PER_THREAD 20000
+#define SHARED_KEYS 5000
+
+struct worker {
+    struct tl_memtable *m;
+    int id;
+    int inserted_shared;
+};
+
+static void *insert_worker(void *arg)
+{
+    struct worker *w = arg;
+    char key[32];
+    for (int i = 0; i < KEYS_PER_THREAD; i++) {
+        snprintf(key, sizeof key, "t%d-%d", w->id, i);
+        CHECK(insert_int(w->m, key, i));
+        if (i < SHARED_KEYS) {
+            snprintf(key, sizeof key, "shared-%d", i);
+            struct tl_cell_snap s = {.state = TL_CELL_INT, .ival = i};
+            bool inserted;
+            CHECK(tl_memtable_insert(w->m, key, strlen(key), tl_hash64(key, strlen(key)), &s,
+                                     &inserted));
+            w->inserted_shared += inserted;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_insert(void)
+{
+    struct tl_memtable *m = tl_memtable_new(64 << 20);
+    pthread_t t[THREADS];
+    struct worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){.m = m, .id = i};
+        pthread_create(&t[i], NULL, insert_worker, &w[i]);
+    }
+    int shared = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        shared += w[i].inserted_shared;
+    }
+    CHECK_EQ_INT(shared, SHARED_KEYS); /* each shared key claimed by exactly one thread */
+    CHECK_EQ_INT(atomic_load(&m->entries), THREADS * KEYS_PER_THREAD + SHARED_KEYS);
+    CHECK_OK(tl_memtable_sort(m));
+    CHECK_EQ_INT(m->n_sorted, THREADS * KEYS_PER_THREAD + SHARED_KEYS);
+    for (size_t i = 1; i < m->n_sorted; i++) {
+        struct tl_cell *a = m->sorted[i - 1], *b = m->sorted[i];
+        size_t n = a->klen < b->klen ? a->klen : b->klen;
+        int c = memcmp(a->key, b->key, n);
+        CHECK(c < 0 || (c == 0 && a->klen < b->klen));
+    }
+    tl_memtable_free(m);
+}
+
+/* A writer flips a cell between two consistent states; readers must see one or the other. */
+struct flip {
+    struct tl_memtable *m;
+    struct tl_cell *c;
+    _Atomic int stop;
+};
+
+static void *flip_writer(void *arg)
+{
+    struct flip *f = arg;
+    for (int i = 0; i < 200000; i++) {
+        struct tl_cell_snap s;
+        if (i % 2)
+            s = (struct tl_cell_snap){.state = TL_CELL_INT, .ival = 1, .expire_ms = 1};
+        else
+            s = (struct tl_cell_snap){.state = TL_CELL_BYTES, .bytes = (const uint8_t *)"xy",
+                                      .len = 2, .expire_ms = 2};
+        if (!tl_cell_write(f->m, f->c, &s))
+            break;
+    }
+    atomic_store(&f->stop, 1);
+    return NULL;
+}
+
+static void test_seqlock(void)
+{
+    struct tl_memtable *m = tl_memtable_new(16 << 20);
+    struct flip f = {.m = m, .c = insert_int(m, "k", 1)};
+    pthread_t t;
+    pthread_create(&t, NULL, flip_writer, &f);
+    long reads = 0;
+    while (!atomic_load(&f.stop)) {
+        struct tl_cell_snap s;
+        tl_cell_read(m, f.c, &s);
+        if (s.state == TL_CELL_INT)
+            CHECK(s.ival == 1 && s.expire_ms == 1);
+        else
+            CHECK(s.state == TL_CELL_BYTES && s.len == 2 && memcmp(s.bytes, "xy", 2) == 0 &&
+                  s.expire_ms == 2);
+        reads++;
+    }
+    pthread_join(t, NULL);
+    CHECK(reads > 0);
+    tl_memtable_free(m);
+}
+
+static void test_collect(void)
+{
+    struct tl_memtable *m = tl_memtable_new(4 << 20);
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%04d", (i * 7919) % 1000);
+        CHECK(insert_int(m, key, i));
+    }
+    struct tl_cell *out[100];
+    size_t n = tl_memtable_collect(m, "k0500", 5, true, out, 100);
+    CHECK_EQ_INT(n, 100);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "k%04zu", 500 + i);
+        CHECK(out[i]->klen == 5 && memcmp(out[i]->key, key, 5) == 0);
+    }
+    n = tl_memtable_collect(m, "k0500", 5, false, out, 1);
+    CHECK(n == 1 && memcmp(out[0]->key, "k0501", 5) == 0);
+    n = tl_memtable_collect(m, "k0995", 5, false, out, 100);
+    CHECK_EQ_INT(n, 4);
+    n = tl_memtable_collect(m, NULL, 0, true, out, 3);
+    CHECK(n == 3 && memcmp(out[0]->key, "k0000", 5) == 0 && memcmp(out[2]->key, "k0002", 5) == 0);
+    tl_memtable_free(m);
+}
+
+int main(void)
+{
+    test_basic();
+    test_full();
+    test_concurrent_insert();
+    test_seqlock();
+    test_collect();
+    printf("test_memtable: ok\n");
+    return 0;
+}
