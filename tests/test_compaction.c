@@ -6,6 +6,7 @@
  * stream of flushes; write amplification is reported.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "testutil.h"
 

@@ -166,7 +166,10 @@ static void *flip_writer(void *arg)
 static void test_seqlock(void)
 {
     struct tl_memtable *m = tl_memtable_new(16 << 20);
-    struct flip f = {.m = m, .c = insert_int(m, "k", 1)};
+    struct tl_cell_snap first = {.state = TL_CELL_INT, .ival = 1, .expire_ms = 1};
+    bool inserted;
+    struct flip f = {.m = m, .c = tl_memtable_insert(m, "k", 1, tl_hash64("k", 1), &first,
+                                                     &inserted)};
     pthread_t t;
     pthread_create(&t, NULL, flip_writer, &f);
     long reads = 0;
