@@ -1316,73 +1316,7 @@ int tl_db_close(tl_db *db)
     return rc;
 }
 
-/* ---- files for checkpoints, and statistics ---------------------------------------------- */
-
-int tl_db_live_files(tl_db *db, char ***paths, size_t *count)
-{
-    pthread_mutex_lock(&db->mutex);
-    struct tl_version *v = db->current;
-    size_t n = 2 + v->n_imm + 1;
-    for (int l = 0; l < TL_MAX_LEVELS; l++)
-        n += v->n_files[l];
-    char **p = calloc(n, sizeof *p);
-    size_t k = 0;
-    int rc = 0;
-    if (!p) {
-        rc = tl_error(-ENOMEM, "out of memory listing files");
-        goto out;
-    }
-    char buf[TL_PATH_MAX];
-    p[k++] = strdup("CURRENT");
-    p[k++] = strdup(tl_manifest_name(db->manifest));
-    for (int l = 0; l < TL_MAX_LEVELS; l++)
-        for (size_t i = 0; i < v->n_files[l]; i++) {
-            snprintf(buf, sizeof buf, "%06llu.sst",
-                     (unsigned long long)v->levels[l][i]->meta.number);
-            p[k++] = strdup(buf);
-        }
-    for (uint64_t num = db->log_number; num <= v->active->wal_number; num++) {
-        char path[TL_PATH_MAX];
-        tl_wal_path(path, sizeof path, db->dir, num);
-        if (access(path, F_OK) != 0 || k == n)
-            continue;
-        snprintf(buf, sizeof buf, "%s", strrchr(path, '/') + 1);
-        p[k++] = strdup(buf);
-    }
-    for (size_t i = 0; i < k; i++)
-        if (!p[i])
-            rc = tl_error(-ENOMEM, "out of memory listing files");
-    if (rc < 0) {
-        tl_db_free_file_list(p, k);
-        goto out;
-    }
-    db->pinned++;
-    *paths = p;
-    *count = k;
-out:
-    pthread_mutex_unlock(&db->mutex);
-    return rc;
-}
-
-void tl_db_free_file_list(char **paths, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        free(paths[i]);
-    free(paths);
-}
-
-void tl_db_release_files(tl_db *db)
-{
-    pthread_mutex_lock(&db->mutex);
-    if (db->pinned > 0 && --db->pinned == 0) {
-        for (size_t i = 0; i < db->n_pending_deletes; i++) {
-            unlink(db->pending_deletes[i]);
-            free(db->pending_deletes[i]);
-        }
-        db->n_pending_deletes = 0;
-    }
-    pthread_mutex_unlock(&db->mutex);
-}
+/* ---- statistics ------------------------------------------------------------------------ */
 
 int tl_db_stats(tl_db *db, struct tl_stats *st)
 {

@@ -174,10 +174,16 @@ int tl_db_flush(tl_db *db);
 int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end,
                         size_t elen);
 
-/* The files a consistent copy of the database needs, as paths relative to the directory:
- * CURRENT, the manifest, every live SSTable and the WAL segments not yet flushed. Call it after
- * tl_db_flush() for a copy without WAL. Free with tl_db_free_file_list(). Files in the list are
- * not deleted until tl_db_release_files() is called. */
+/* Writes a consistent copy of the database as of now into dest (which must not exist): the
+ * memtables are flushed, the live SSTables hard-linked (copied across file systems), and a
+ * manifest of exactly those tables written. The copy opens as a database of its own.
+ * progress (may be NULL) is called after each table with the bytes done and the total. */
+typedef void (*tl_progress_fn)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+int tl_db_checkpoint(tl_db *db, const char *dest, tl_progress_fn progress, void *arg);
+
+/* The live SSTables and the WAL segments not yet flushed, as names relative to the directory
+ * (all immutable, or appended to only). They are not deleted until tl_db_release_files(), so a
+ * backup tool may copy them while the database runs. Free with tl_db_free_file_list(). */
 int tl_db_live_files(tl_db *db, char ***paths, size_t *count);
 void tl_db_free_file_list(char **paths, size_t count);
 void tl_db_release_files(tl_db *db);

@@ -577,7 +577,7 @@ static void build_damage_db(const char *dir, struct model *md, struct model *md_
 static void test_torn_last_record_ignored(void)
 {
     char *dir = test_tmpdir("man-torn");
-    char path[PATH_BYTES], saved[PATH_BYTES];
+    char path[PATH_BYTES], saved[PATH_BYTES + 16];
     struct model *md = calloc(1, sizeof *md), *prev = calloc(1, sizeof *prev);
     struct edit_list *l = calloc(1, sizeof *l);
     CHECK(md && prev && l);
@@ -585,7 +585,7 @@ static void test_torn_last_record_ignored(void)
     struct tl_version_edit st;
 
     build_damage_db(dir, md, prev, path, sizeof path, l);
-    snprintf(saved, sizeof saved, "%s.saved", path);
+    snprintf(saved, sizeof saved, "%s/saved.copy", dir); /* not MANIFEST-*: open removes those */
     copy_file(path, saved);
     uint64_t size = file_size(path);
     uint64_t last_off = l->offs[60];
@@ -626,7 +626,6 @@ static void test_torn_last_record_ignored(void)
     fclose(f);
     copy_file(saved, path);
     CHECK(truncate(path, (off_t)(size + 4096)) == 0);
-    CHECK_OK(tl_manifest_read(path, list_fn, l));
     flip_byte(path, size - 1);
     CHECK_OK(tl_manifest_open(dir, &m, &st));
     check_state(prev, &st);
@@ -699,8 +698,6 @@ static void test_corruption_reported(void)
     tl_edit_free(&st);
     flip_byte(path, 2);
 
-    /* A record with a valid checksum whose edit deletes a table that is not live. */
-    /* (Simulated by replaying the file without its first edits: drop records 1..10.) */
     /* CURRENT that is not a manifest name, and one that names a missing file. */
     FILE *f = fopen(cur, "w");
     CHECK(f);
