@@ -107,6 +107,7 @@ struct engine {
     enum engine_kind kind;
     char dir[PATH_MAX];
     tl_db *tdb;
+    bool wait_written; /* tally: wait until each record is in the kernel (--tally-wait-written) */
 #ifdef HAVE_ROCKSDB
     rocksdb_t *rdb;
     rocksdb_options_t *ropts;
@@ -152,6 +153,7 @@ struct config {
     uint64_t seed;
     double zipf;
     const char *dir;
+    bool tally_wait_written;
     bool workloads[W_COUNT];
     bool engines[E_COUNT];
 };
@@ -626,9 +628,11 @@ static bool rdb_busy(struct engine *e)
 /* ------------------------------------------------------------------------------------------ */
 /* Engines */
 
-static void engine_open(struct engine *e, enum engine_kind kind, const char *base)
+static void engine_open(struct engine *e, enum engine_kind kind, const char *base,
+                        const struct config *cfg)
 {
     e->kind = kind;
+    e->wait_written = cfg->tally_wait_written;
     if ((size_t)snprintf(e->dir, sizeof e->dir, "%s/%s", base, engine_names[kind]) >= sizeof e->dir)
         die("directory name too long: %s", base);
     struct stat st;
@@ -672,7 +676,10 @@ static int engine_incr(struct engine *e, const char *key, size_t klen)
 {
     if (e->kind == E_TALLY) {
         int64_t v;
-        int rc = tl_db_incr(e->tdb, key, klen, 1, &v, NULL);
+        uint64_t seq;
+        int rc = tl_db_incr(e->tdb, key, klen, 1, &v, e->wait_written ? &seq : NULL);
+        if (rc >= 0 && e->wait_written)
+            rc = tl_db_wait(e->tdb, seq, TL_WAIT_WRITTEN);
         if (rc < 0)
             fprintf(stderr, "tally-bench: tl_db_incr %.*s: %s: %s\n", (int)klen, key,
                     tl_strerror(rc), tl_last_error());
@@ -960,7 +967,10 @@ static void usage(FILE *f)
             "  --engines L     comma-separated: tally,rocksdb,rocksdb-rmw (default all built)\n"
             "  --seed N        seed of the key sequences (default %d)\n"
             "  --zipf S        Zipf exponent of incr-zipf (default %.2f)\n"
-            "  --small         a quick run: %d keys, %d operations per workload\n",
+            "  --small         a quick run: %d keys, %d operations per workload\n"
+            "  --tally-wait-written\n"
+            "                  after each Tally increment, wait until its WAL record is in the\n"
+            "                  kernel (what a RocksDB write with sync = 0 guarantees on return)\n",
             DEFAULT_KEYS, DEFAULT_OPS, MAX_THREADS, DEFAULT_SEED, DEFAULT_ZIPF, SMALL_KEYS,
             SMALL_OPS);
 }
@@ -996,7 +1006,18 @@ static void parse_list(const char *opt, const char *s, const char *const *names,
 
 static void parse_args(int argc, char **argv, struct config *cfg)
 {
-    enum { O_KEYS = 1, O_OPS, O_THREADS, O_DIR, O_WORKLOADS, O_ENGINES, O_SEED, O_ZIPF, O_SMALL };
+    enum {
+        O_KEYS = 1,
+        O_OPS,
+        O_THREADS,
+        O_DIR,
+        O_WORKLOADS,
+        O_ENGINES,
+        O_SEED,
+        O_ZIPF,
+        O_SMALL,
+        O_WAIT_WRITTEN
+    };
     static const struct option longopts[] = {
         {"keys", required_argument, NULL, O_KEYS},
         {"ops", required_argument, NULL, O_OPS},
@@ -1007,6 +1028,7 @@ static void parse_args(int argc, char **argv, struct config *cfg)
         {"seed", required_argument, NULL, O_SEED},
         {"zipf", required_argument, NULL, O_ZIPF},
         {"small", no_argument, NULL, O_SMALL},
+        {"tally-wait-written", no_argument, NULL, O_WAIT_WRITTEN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1057,6 +1079,9 @@ static void parse_args(int argc, char **argv, struct config *cfg)
         }
         case O_SMALL:
             small = true;
+            break;
+        case O_WAIT_WRITTEN:
+            cfg->tally_wait_written = true;
             break;
         case 'h':
             usage(stdout);
@@ -1185,7 +1210,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < E_COUNT; k++) {
         if (!cfg.engines[k])
             continue;
-        engine_open(&engines[k], (enum engine_kind)k, base);
+        engine_open(&engines[k], (enum engine_kind)k, base, &cfg);
         order[nengines++] = (enum engine_kind)k;
     }
     if (nengines == 0)

@@ -308,6 +308,7 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     uint8_t *buf = NULL;
     size_t cap = 0;
     uint64_t read_bytes = 0, dropped = 0;
+    bool logged = false;
     int rc = 0;
 
     /* Sources newest first: inputs are ordered L0 newest first, then by level. */
@@ -385,6 +386,8 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     pthread_mutex_lock(&db->mutex);
     edit.has_next_file = true;
     edit.next_file_number = db->next_file;
+    /* From here the edit may be on disk even if the call fails: keep the outputs. */
+    logged = true;
     rc = tl_manifest_log(db->manifest, &edit);
     struct tl_version *nv = rc == 0 ? tl_version_clone(db->current) : NULL;
     if (rc == 0 && !nv)
@@ -413,7 +416,7 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
 out:
     if (o.b)
         tl_sst_builder_abandon(o.b);
-    if (rc < 0) {
+    if (rc < 0 && !logged) {
         /* Remove the outputs already written: nothing refers to them. */
         for (size_t i = 0; i < edit.n_added; i++) {
             char path[4096];

@@ -92,9 +92,9 @@ static int check_options(const struct tl_options *o)
         return tl_error(-EINVAL, "L0 triggers must satisfy 1 <= compaction (%d) <= slowdown "
                                  "(%d) <= stop (%d)",
                         o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger);
-    if (o->max_value_bytes > (512u << 20))
-        return tl_error(-EINVAL, "max_value_bytes is %zu: the largest allowed is 512 MiB",
-                        o->max_value_bytes);
+    if (o->max_value_bytes > TL_MAX_VALUE_BYTES)
+        return tl_error(-EINVAL, "max_value_bytes is %zu: the largest allowed is %u (16 MiB)",
+                        o->max_value_bytes, TL_MAX_VALUE_BYTES);
     if (o->memtable_bytes < o->max_value_bytes + TL_MAX_KEY_BYTES + 4096)
         return tl_error(-EINVAL,
                         "memtable_bytes (%zu) must exceed max_value_bytes (%zu) plus the "

@@ -54,23 +54,23 @@
 #include "error.h"
 #include "uring_io.h"
 
-#define MAN_HEADER_BYTES     16 /* magic 8, version 4, masked CRC 4 */
-#define MAN_FRAME_BYTES      8  /* masked CRC 4, payload length 4 */
-#define MAN_NAME_PREFIX      "MANIFEST-"
-#define MAN_NAME_BYTES       32
-#define MAN_PATH_BYTES       PATH_MAX
-#define MAN_MSG_BYTES        1024
-#define MAN_WHY_BYTES        256
+#define MAN_HEADER_BYTES 16 /* magic 8, version 4, masked CRC 4 */
+#define MAN_FRAME_BYTES  8  /* masked CRC 4, payload length 4 */
+#define MAN_NAME_PREFIX  "MANIFEST-"
+#define MAN_NAME_BYTES   32
+#define MAN_PATH_BYTES   PATH_MAX
+#define MAN_MSG_BYTES    1024
+#define MAN_WHY_BYTES    256
 /* A manifest file larger than this is refused rather than read into memory: rolling keeps
  * real ones near TL_MANIFEST_ROLL_BYTES or twice a snapshot. */
-#define MAN_MAX_FILE_BYTES   (1ull << 30)
+#define MAN_MAX_FILE_BYTES (1ull << 30)
 /* A record's payload is at most this long (a snapshot of a very large database). */
-#define MAN_MAX_PAYLOAD      (UINT32_MAX)
+#define MAN_MAX_PAYLOAD (UINT32_MAX)
 /* CURRENT holds one line: "MANIFEST-" and up to 20 digits and a newline. */
 #define MAN_CURRENT_MAX_BYTES 64
 #define MAN_MAX_NUMBER_DIGITS 20
-#define MAN_INDEX_MIN_SLOTS  16
-#define MAN_EDIT_MIN_CAP     4
+#define MAN_INDEX_MIN_SLOTS   16
+#define MAN_EDIT_MIN_CAP      4
 
 enum man_tag {
     TAG_LOG_NUMBER = 1,
@@ -181,8 +181,7 @@ static size_t edit_encoded_len(const struct tl_version_edit *e)
     if (e->has_last_seq)
         n += 1 + tl_varint_len(e->last_seq);
     for (size_t i = 0; i < e->n_deleted; i++)
-        n += 1 + tl_varint_len((uint64_t)e->deleted[i].level) +
-             tl_varint_len(e->deleted[i].number);
+        n += 1 + tl_varint_len((uint64_t)e->deleted[i].level) + tl_varint_len(e->deleted[i].number);
     for (size_t i = 0; i < e->n_added; i++)
         n += meta_encoded_len(&e->added[i]);
     return n;
@@ -254,6 +253,7 @@ static int record_build(const struct tl_version_edit *e, bool header, uint8_t **
     size_t n = edit_encode(e, rec + MAN_FRAME_BYTES);
     /* The length computed and the bytes written agree, or the record would be unreadable. */
     assert(n == payload);
+    (void)n;
     tl_put_u32(rec, tl_crc32c_mask(tl_crc32c(rec + MAN_FRAME_BYTES, payload)));
     tl_put_u32(rec + 4, (uint32_t)payload);
     *out = buf;
@@ -632,8 +632,9 @@ static int read_whole(const char *path, uint8_t **buf, uint64_t *size)
     if (got < 0) {
         rc = tl_error((int)got, "%s: read failed: %s", path, strerror((int)-got));
     } else if ((uint64_t)got != *size) {
-        rc = tl_error(-EIO, "%s: short read (%lld of %" PRIu64 " bytes): the file changed while "
-                            "being read",
+        rc = tl_error(-EIO,
+                      "%s: short read (%lld of %" PRIu64 " bytes): the file changed while "
+                      "being read",
                       path, (long long)got, *size);
     }
     if (rc < 0) {
@@ -825,8 +826,7 @@ static void stop_manifest(struct tl_manifest *m)
 {
     m->failed = true;
     snprintf(m->fail_msg, sizeof m->fail_msg,
-             "%s; the manifest is stopped: fix the disk and reopen the database",
-             tl_last_error());
+             "%s; the manifest is stopped: fix the disk and reopen the database", tl_last_error());
 }
 
 /* Writes a new manifest file holding a snapshot of the state, makes it current and removes the
@@ -908,8 +908,7 @@ static void remove_stale(struct tl_manifest *m)
     struct dirent *de;
     char path[MAN_PATH_BYTES];
     while ((de = readdir(d))) {
-        bool stale_manifest = strncmp(de->d_name, MAN_NAME_PREFIX, strlen(MAN_NAME_PREFIX)) ==
-                                  0 &&
+        bool stale_manifest = strncmp(de->d_name, MAN_NAME_PREFIX, strlen(MAN_NAME_PREFIX)) == 0 &&
                               strcmp(de->d_name, m->name) != 0;
         if (stale_manifest || strcmp(de->d_name, "CURRENT.tmp") == 0) {
             snprintf(path, sizeof path, "%s/%s", m->dir, de->d_name);

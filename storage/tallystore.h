@@ -25,6 +25,7 @@ extern "C" {
 #endif
 
 #define TL_MAX_KEY_BYTES   65536
+#define TL_MAX_VALUE_BYTES (16u << 20) /* the largest max_value_bytes */
 #define TL_MAX_LEVELS      7
 #define TL_VERSION_STRING  "0.1.0"
 

@@ -65,13 +65,12 @@
 
 /* Largest encoded entry value a record may carry: a 16 MiB byte value plus its header. Appends
  * above it fail with TL_ETOOBIG, and replay treats a longer length field as damage. */
-#define WAL_MAX_VALUE_BYTES ((16u << 20) + TL_RECORD_HEADER_MAX)
+#define WAL_MAX_VALUE_BYTES (TL_MAX_VALUE_BYTES + TL_RECORD_HEADER_MAX)
 /* Bounds of a record's length field N (sequence number, key length, key, value). */
-#define WAL_MIN_BODY_BYTES  (8 + 1 + 1)
-#define WAL_MAX_BODY_BYTES                                                                     \
-    (8 + TL_VARINT64_MAX_BYTES + TL_MAX_KEY_BYTES + WAL_MAX_VALUE_BYTES)
+#define WAL_MIN_BODY_BYTES (8 + 1 + 1)
+#define WAL_MAX_BODY_BYTES (8 + TL_VARINT64_MAX_BYTES + TL_MAX_KEY_BYTES + WAL_MAX_VALUE_BYTES)
 /* Bytes before the body: the CRC and length fields. */
-#define WAL_FRAME_BYTES     8
+#define WAL_FRAME_BYTES 8
 /* A buffer starts this large, and is shrunk back to it after writing when it has grown past
  * WAL_BUFFER_KEEP_BYTES (a huge record made it grow). */
 #define WAL_BUFFER_INITIAL_BYTES (256u << 10)
@@ -104,14 +103,14 @@ struct tl_wal {
     struct wal_buf bufs[2];
     struct wal_buf *active; /* the buffer appenders fill; the other is the commit thread's */
     uint64_t next_seq;
-    uint64_t last_number;  /* the newest segment number (opened or rolled to) */
-    bool commit_idle;      /* the commit thread waits on commit_cv */
+    uint64_t last_number; /* the newest segment number (opened or rolled to) */
+    bool commit_idle;     /* the commit thread waits on commit_cv */
     int space_waiters;
     int done_waiters;
-    uint64_t sync_target;  /* tl_wal_sync wants synced_seq >= this */
-    uint64_t synced_seq;   /* last record covered by a completed fdatasync */
+    uint64_t sync_target; /* tl_wal_sync wants synced_seq >= this */
+    uint64_t synced_seq;  /* last record covered by a completed fdatasync */
     bool closing;
-    int failed;            /* 0, or the error that stopped the WAL */
+    int failed; /* 0, or the error that stopped the WAL */
     char fail_msg[WAL_MSG_BYTES];
 
     /* Written under mu by the commit thread; read without it. */
@@ -198,7 +197,7 @@ static void fill_crcs(uint8_t *p, size_t n)
     size_t off = 0;
     while (off < n) {
         uint32_t len = tl_get_u32(p + off + 4);
-        tl_put_u32(p + off, tl_crc32c_mask(tl_crc32c(p + off + WAL_FRAME_BYTES, len)));
+        tl_put_u32(p + off, tl_crc32c_mask(tl_crc32c(p + off + 4, 4 + (size_t)len)));
         off += WAL_FRAME_BYTES + len;
     }
     /* Appenders wrote whole records: the walk ends exactly at the end. */
@@ -236,8 +235,9 @@ static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
             return 0;
         rc = tl_io_fdatasync(w->fd);
         if (rc < 0)
-            return tl_error(rc, "%s: fdatasync failed: %s; the WAL stopped accepting writes: "
-                                "check the disk and restart",
+            return tl_error(rc,
+                            "%s: fdatasync failed: %s; the WAL stopped accepting writes: "
+                            "check the disk and restart",
                             w->seg_path, strerror(-rc));
     } else {
         fill_crcs(p, n);
@@ -277,9 +277,9 @@ static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync)
         w->seg_off = TL_WAL_HEADER_BYTES;
         start = b->roll_off;
     }
-    bool sync = force_sync || w->mode == TL_FSYNC_ALWAYS ||
-                (w->mode == TL_FSYNC_EVERYSEC &&
-                 elapsed_ms(&w->last_sync) >= TL_WAL_SYNC_INTERVAL_MS);
+    bool sync =
+        force_sync || w->mode == TL_FSYNC_ALWAYS ||
+        (w->mode == TL_FSYNC_EVERYSEC && elapsed_ms(&w->last_sync) >= TL_WAL_SYNC_INTERVAL_MS);
     rc = write_part(w, b->data + start, b->len - start, sync);
     if (rc < 0)
         return rc;
@@ -722,7 +722,7 @@ static int record_at(struct reader *rd, uint64_t off, const uint8_t **rec, uint3
     rc = reader_get(rd, off, WAL_FRAME_BYTES + (size_t)len, &p);
     if (rc)
         return rc < 0 ? rc : REC_PAST_EOF;
-    if (tl_crc32c_unmask(crc) != tl_crc32c(p + WAL_FRAME_BYTES, len))
+    if (tl_crc32c_unmask(crc) != tl_crc32c(p + 4, 4 + (size_t)len))
         return REC_BAD;
     *rec = p;
     return REC_OK;
@@ -751,12 +751,11 @@ static bool number_from_path(const char *path, uint64_t *number)
 static int cut_tail(struct reader *rd, uint64_t off)
 {
     if (ftruncate(rd->fd, (off_t)off) < 0)
-        return tl_error(-errno, "%s: cannot cut the torn tail at offset %" PRIu64 ": %s",
-                        rd->path, off, strerror(errno));
+        return tl_error(-errno, "%s: cannot cut the torn tail at offset %" PRIu64 ": %s", rd->path,
+                        off, strerror(errno));
     int rc = tl_io_fdatasync(rd->fd);
     if (rc < 0)
-        return tl_error(rc, "%s: cannot sync after cutting the torn tail at offset %" PRIu64
-                            ": %s",
+        return tl_error(rc, "%s: cannot sync after cutting the torn tail at offset %" PRIu64 ": %s",
                         rd->path, off, strerror(-rc));
     return 0;
 }
@@ -776,8 +775,7 @@ static int check_header(struct reader *rd, bool is_last)
     int rc = reader_get(rd, 0, TL_WAL_HEADER_BYTES, &h);
     if (rc)
         return rc < 0 ? rc : TL_ECORRUPT;
-    if (memcmp(h, TL_WAL_MAGIC, 8) != 0 ||
-        tl_crc32c_unmask(tl_get_u32(h + 20)) != tl_crc32c(h, 20))
+    if (memcmp(h, TL_WAL_MAGIC, 8) != 0 || tl_crc32c_unmask(tl_get_u32(h + 20)) != tl_crc32c(h, 20))
         return tl_error(TL_ECORRUPT,
                         "%s: bad WAL segment header at offset 0 (magic or checksum): the file is "
                         "not a Tally WAL segment or is damaged; restore from a backup",
@@ -830,6 +828,39 @@ static int replay_record(struct reader *rd, uint64_t off, const uint8_t *body, u
     return fn(arg, seq, p, (size_t)klen, &r);
 }
 
+/*
+ * Looks for a valid record anywhere after a bad one, so that damage in the middle of a segment
+ * (a flipped length byte, say, that makes a record seem to run past the end) is not taken for a
+ * torn tail. Candidates are filtered by their sequence number (it must follow the last good
+ * one closely) before their checksum is computed. Returns 1 and *found, 0, or an error.
+ */
+#define WAL_RESYNC_SEQ_WINDOW 4096
+static int valid_record_after(struct reader *rd, uint64_t from, uint64_t expect_seq,
+                              uint64_t *found)
+{
+    for (uint64_t o = from; o + TL_WAL_RECORD_HEADER <= rd->size; o++) {
+        const uint8_t *p;
+        int rc = reader_get(rd, o, TL_WAL_RECORD_HEADER, &p);
+        if (rc)
+            return rc < 0 ? rc : 0;
+        uint64_t seq = tl_get_u64(p + 8);
+        if (expect_seq && (seq < expect_seq || seq > expect_seq + WAL_RESYNC_SEQ_WINDOW))
+            continue;
+        if (tl_get_u32(p + 4) < WAL_MIN_BODY_BYTES)
+            continue;
+        const uint8_t *rec;
+        uint32_t len;
+        int state = record_at(rd, o, &rec, &len);
+        if (state < 0)
+            return state;
+        if (state == REC_OK) {
+            *found = o;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg,
                   uint64_t *last_seq)
 {
@@ -872,8 +903,8 @@ int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg
         }
         /* A bad record: corruption if a valid record starts where its length points. */
         if (state == REC_ZERO || state == REC_BAD) {
-            uint64_t next = off + (state == REC_ZERO ? TL_WAL_RECORD_HEADER
-                                                     : WAL_FRAME_BYTES + (uint64_t)len);
+            uint64_t next =
+                off + (state == REC_ZERO ? TL_WAL_RECORD_HEADER : WAL_FRAME_BYTES + (uint64_t)len);
             const uint8_t *unused;
             uint32_t next_len;
             int next_state = record_at(&rd, next, &unused, &next_len);
@@ -890,6 +921,21 @@ int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg
                               path, off, next, off);
                 goto out;
             }
+        }
+        /* Not torn either if a valid record starts anywhere further on. */
+        uint64_t later = 0;
+        int found = valid_record_after(&rd, off + 1, expect_seq, &later);
+        if (found < 0) {
+            rc = found;
+            goto out;
+        }
+        if (found) {
+            rc = tl_error(TL_ECORRUPT,
+                          "%s: bad record at offset %" PRIu64 " with a valid record after it "
+                          "at offset %" PRIu64 ": the segment is damaged, not torn; restore "
+                          "from a backup (records before offset %" PRIu64 " are intact)",
+                          path, off, later, off);
+            goto out;
         }
         /* A torn tail. */
         if (!is_last) {

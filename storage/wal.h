@@ -9,7 +9,7 @@
  *              8 bytes  segment number, little-endian
  *              4 bytes  masked CRC32C of the 20 bytes above
  *     records, each:
- *              4 bytes  masked CRC32C of everything after the length field of this record
+ *              4 bytes  masked CRC32C of everything after this field (length included)
  *              4 bytes  length N of what follows, little-endian
  *              8 bytes  sequence number, little-endian
  *              varint   key length, then the key
@@ -17,8 +17,9 @@
  *
  * Sequence numbers increase by one per record across segments (replication will tail the WAL
  * from a sequence number). A record whose bytes run past the end of the file, or a bad record
- * with nothing valid after it, is a torn tail: recovery cuts the file there. A bad record
- * followed by a valid one is corruption and is reported with the file and offset.
+ * with nothing valid anywhere after it, is a torn tail: recovery cuts the file there. A bad
+ * record followed by a valid one is corruption and is reported with the file and offset.
+ * The key and record given to a replay callback are valid only during the call.
  */
 #ifndef TL_WAL_H
 #define TL_WAL_H
