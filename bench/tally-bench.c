@@ -1107,6 +1107,12 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 
 static void print_results(const struct config *cfg, struct engine *engines)
 {
+    printf("\n%" PRIu64 " keys, %" PRIu64 " ops per workload, %d thread(s), seed %" PRIu64
+           ", zipf %.2f\n",
+           cfg->keys, cfg->ops, cfg->threads, cfg->seed, cfg->zipf);
+    printf("WAL: tally fsync everysec%s; rocksdb sync=0, WAL synced every %d ms\n",
+           cfg->tally_wait_written ? ", each increment waits until its record is written" : "",
+           WAL_SYNC_EVERY_MS);
     printf("\n%-13s %-12s %12s %9s %9s %9s\n", "workload", "engine", "ops/s", "p50 us", "p99 us",
            "p999 us");
     for (int i = 0; i < nrows; i++) {

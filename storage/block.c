@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "coding.h"
+#include "grow.h"
 #include "tallystore.h"
 
 /* Every block ends with the count of restarts, a 4-byte little-endian integer. */
@@ -28,25 +29,6 @@
 #define BLOCK_INITIAL_KEY      64
 /* Three varints head each entry. */
 #define BLOCK_ENTRY_HEADER_MAX (3 * TL_VARINT64_MAX_BYTES)
-
-/* Grows *buf (of capacity *cap elements of size elem) to hold at least need elements. */
-static int grow(void **buf, size_t *cap, size_t need, size_t elem, size_t initial)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : initial;
-    while (n < need) {
-        if (n > SIZE_MAX / 2 / elem)
-            return -ENOMEM;
-        n *= 2;
-    }
-    void *p = realloc(*buf, n * elem);
-    if (!p)
-        return -ENOMEM;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
 
 void tl_block_builder_init(struct tl_block_builder *b, int restart_interval)
 {
@@ -95,13 +77,13 @@ int tl_block_add(struct tl_block_builder *b, const void *key, size_t klen, const
     }
     size_t unshared = klen - shared;
 
-    if (grow((void **)&b->buf, &b->cap, b->len + BLOCK_ENTRY_HEADER_MAX + unshared + vlen, 1,
-             BLOCK_INITIAL_BYTES) < 0)
+    if (tl_grow((void **)&b->buf, &b->cap, b->len + BLOCK_ENTRY_HEADER_MAX + unshared + vlen, 1,
+                BLOCK_INITIAL_BYTES) < 0)
         return -ENOMEM;
-    if (restart && grow((void **)&b->restarts, &b->cap_restarts, b->n_restarts + 1,
-                        sizeof *b->restarts, BLOCK_INITIAL_RESTARTS) < 0)
+    if (restart && tl_grow((void **)&b->restarts, &b->cap_restarts, b->n_restarts + 1,
+                           sizeof *b->restarts, BLOCK_INITIAL_RESTARTS) < 0)
         return -ENOMEM;
-    if (grow((void **)&b->last_key, &b->last_cap, klen, 1, BLOCK_INITIAL_KEY) < 0)
+    if (tl_grow((void **)&b->last_key, &b->last_cap, klen, 1, BLOCK_INITIAL_KEY) < 0)
         return -ENOMEM;
 
     if (restart) {
@@ -132,7 +114,7 @@ const uint8_t *tl_block_finish(struct tl_block_builder *b, size_t *len)
     size_t need = tl_block_size_estimate(b);
     /* The builder's own buffer gets the trailer: it cannot fail for lack of room because the
      * entries reserved BLOCK_ENTRY_HEADER_MAX each, but an empty block may have no buffer. */
-    if (grow((void **)&b->buf, &b->cap, need, 1, BLOCK_INITIAL_BYTES) < 0)
+    if (tl_grow((void **)&b->buf, &b->cap, need, 1, BLOCK_INITIAL_BYTES) < 0)
         return NULL;
     uint8_t *p = b->buf + b->len;
     for (size_t i = 0; i < b->n_restarts; i++, p += BLOCK_RESTART_BYTES)

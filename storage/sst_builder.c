@@ -24,6 +24,7 @@
 
 #include "bloom.h"
 #include "coding.h"
+#include "grow.h"
 #include "compress.h"
 #include "crc32c.h"
 #include "error.h"
@@ -73,25 +74,6 @@ struct tl_sst_builder {
     size_t last_len, last_cap;
     struct tl_sst_props props; /* smallest is set at the first entry */
 };
-
-/* Grows *buf (of *cap elements of size elem) to hold need elements. */
-static int grow(void **buf, size_t *cap, size_t need, size_t elem, size_t initial)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : initial;
-    while (n < need) {
-        if (n > SIZE_MAX / 2 / elem)
-            return -ENOMEM;
-        n *= 2;
-    }
-    void *p = realloc(*buf, n * elem);
-    if (!p)
-        return -ENOMEM;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
 
 /* Remembers the first failure and returns it. */
 static int fail(struct tl_sst_builder *b, int rc)
@@ -144,8 +126,8 @@ static int emit_block(struct tl_sst_builder *b, const uint8_t *raw, size_t len,
     size_t bound = tl_compress_bound(type, len);
     if (bound < len)
         bound = len;
-    if (grow((void **)&b->wbuf, &b->wcap, b->wlen + bound + TL_SST_TRAILER_BYTES, 1,
-             SST_WRITE_BATCH_BYTES) < 0)
+    if (tl_grow((void **)&b->wbuf, &b->wcap, b->wlen + bound + TL_SST_TRAILER_BYTES, 1,
+                SST_WRITE_BATCH_BYTES) < 0)
         return nomem(b, "write buffer");
     uint8_t *dst = b->wbuf + b->wlen;
     size_t stored = len;
@@ -251,8 +233,8 @@ static int account_value(struct tl_sst_builder *b, const uint8_t *val, size_t vl
         b->props.merges++;
     /* A flag with expire_ms 0 removes an expiry: the entry does not expire. */
     if (r.has_expiry && r.expire_ms != 0) {
-        if (grow((void **)&b->expiries, &b->cap_expiries, b->n_expiries + 1, sizeof *b->expiries,
-                 SST_INITIAL_HASHES) < 0)
+        if (tl_grow((void **)&b->expiries, &b->cap_expiries, b->n_expiries + 1, sizeof *b->expiries,
+                    SST_INITIAL_HASHES) < 0)
             return nomem(b, "expiry list");
         b->expiries[b->n_expiries++] = r.expire_ms;
         b->props.expiring_entries++;
@@ -290,12 +272,12 @@ int tl_sst_builder_add(struct tl_sst_builder *b, const void *key, size_t klen, c
     if (tl_block_add(&b->data, key, klen, val, vlen) < 0)
         return nomem(b, "data block");
     if (b->o.bloom_bits_per_key > 0) {
-        if (grow((void **)&b->hashes, &b->cap_hashes, b->n_hashes + 1, sizeof *b->hashes,
-                 SST_INITIAL_HASHES) < 0)
+        if (tl_grow((void **)&b->hashes, &b->cap_hashes, b->n_hashes + 1, sizeof *b->hashes,
+                    SST_INITIAL_HASHES) < 0)
             return nomem(b, "filter");
         b->hashes[b->n_hashes++] = tl_hash64(key, klen);
     }
-    if (grow((void **)&b->last_key, &b->last_cap, klen ? klen : 1, 1, SST_INITIAL_KEY) < 0)
+    if (tl_grow((void **)&b->last_key, &b->last_cap, klen ? klen : 1, 1, SST_INITIAL_KEY) < 0)
         return nomem(b, "last key");
     if (klen)
         memcpy(b->last_key, key, klen);
@@ -467,8 +449,8 @@ int tl_sst_builder_finish(struct tl_sst_builder *b, struct tl_sst_props *props)
     if ((rc = emit_block(b, raw, len, TL_COMPRESS_NONE, &ih)) < 0)
         goto fail;
 
-    if (grow((void **)&b->wbuf, &b->wcap, b->wlen + TL_SST_FOOTER_BYTES, 1, SST_WRITE_BATCH_BYTES) <
-        0) {
+    if (tl_grow((void **)&b->wbuf, &b->wcap, b->wlen + TL_SST_FOOTER_BYTES, 1,
+                SST_WRITE_BATCH_BYTES) < 0) {
         rc = nomem(b, "footer");
         goto fail;
     }
