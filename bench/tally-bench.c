@@ -125,6 +125,8 @@ struct engine {
     bool compacted;
     double wamp_before;
     double wamp_after;
+    uint64_t written_before; /* SSTable bytes written by flushes and compactions */
+    uint64_t written_after;
     double compact_s;
     uint64_t disk_bytes;
 };
@@ -604,10 +606,11 @@ static uint64_t rdb_ticker(struct engine *e, const char *name)
 }
 
 /* (flush + compaction bytes written) / flush bytes written: Tally's definition. */
-static double rdb_write_amplification(struct engine *e)
+static double rdb_write_amplification(struct engine *e, uint64_t *written)
 {
     uint64_t flush = rdb_ticker(e, "rocksdb.flush.write.bytes");
     uint64_t compact = rdb_ticker(e, "rocksdb.compact.write.bytes");
+    *written = flush + compact;
     return flush ? (double)(flush + compact) / (double)flush : 0;
 }
 
@@ -776,17 +779,21 @@ static void engine_settle(struct engine *e)
 #endif
 }
 
-static double engine_write_amplification(struct engine *e)
+/* Write amplification, and in *written the SSTable bytes written so far (flushes and
+ * compactions). */
+static double engine_write_amplification(struct engine *e, uint64_t *written)
 {
+    *written = 0;
     if (e->kind == E_TALLY) {
         struct tl_stats st;
         int rc = tl_db_stats(e->tdb, &st);
         if (rc < 0)
             die("tl_db_stats: %s: %s", tl_strerror(rc), tl_last_error());
+        *written = st.flush_bytes + st.compaction_bytes_written;
         return st.write_amplification;
     }
 #ifdef HAVE_ROCKSDB
-    return rdb_write_amplification(e);
+    return rdb_write_amplification(e, written);
 #else
     return 0;
 #endif
@@ -1128,8 +1135,9 @@ static void print_results(const struct config *cfg, struct engine *engines)
     if (any) {
         printf("\nafter a flush and a full compaction (%" PRIu64 " distinct counters):\n",
                counters);
-        printf("%-12s %14s %14s %14s %14s %12s\n", "engine", "disk bytes", "bytes/counter",
-               "wamp (incr)", "wamp (+full)", "compact s");
+        printf("%-12s %12s %14s %12s %12s %12s %12s %10s\n", "engine", "disk bytes",
+               "bytes/counter", "wamp (incr)", "wamp (+full)", "MB (incr)", "MB (+full)",
+               "compact s");
         for (int k = 0; k < E_COUNT; k++) {
             struct engine *e = &engines[k];
             if (!e->compacted)
@@ -1139,8 +1147,9 @@ static void print_results(const struct config *cfg, struct engine *engines)
                 snprintf(before, sizeof before, "%.2f", e->wamp_before);
             if (e->wamp_after > 0)
                 snprintf(after, sizeof after, "%.2f", e->wamp_after);
-            printf("%-12s %14" PRIu64 " %14.2f %14s %14s %12.2f\n", engine_names[k], e->disk_bytes,
-                   counters ? (double)e->disk_bytes / (double)counters : 0, before, after,
+            printf("%-12s %12" PRIu64 " %14.2f %12s %12s %12.1f %12.1f %10.2f\n", engine_names[k],
+                   e->disk_bytes, counters ? (double)e->disk_bytes / (double)counters : 0, before,
+                   after, (double)e->written_before / 1e6, (double)e->written_after / 1e6,
                    e->compact_s);
         }
         printf("disk bytes: SSTables, manifests, CURRENT and OPTIONS files; not the WAL (.wal, "
@@ -1148,6 +1157,8 @@ static void print_results(const struct config *cfg, struct engine *engines)
         printf("wamp: (flush + compaction bytes written) / flush bytes written; Tally: "
                "tl_stats.write_amplification, RocksDB: rocksdb.flush.write.bytes and "
                "rocksdb.compact.write.bytes; (incr) before the full compaction, (+full) after\n");
+        printf("MB: SSTable bytes written by flushes and compactions (10^6 bytes), the "
+               "same two counters; the WAL is not counted\n");
     }
 
     bool header = false;
@@ -1267,12 +1278,12 @@ int main(int argc, char **argv)
             if (e->kind == E_ROCKSDB_RMW)
                 continue; /* a reference for write cost only */
             engine_settle(e);
-            e->wamp_before = engine_write_amplification(e);
+            e->wamp_before = engine_write_amplification(e, &e->written_before);
             uint64_t t0 = now_ns();
             engine_full_compaction(e);
             e->compact_s = (double)(now_ns() - t0) / 1e9;
             engine_settle(e);
-            e->wamp_after = engine_write_amplification(e);
+            e->wamp_after = engine_write_amplification(e, &e->written_after);
             e->disk_bytes = disk_bytes(e->dir);
             e->compacted = true;
             fprintf(stderr, "  compacted %-12s in %.2f s\n", engine_names[e->kind], e->compact_s);

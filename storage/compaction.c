@@ -27,6 +27,7 @@
 #include "coding.h"
 #include "db_impl.h"
 #include "error.h"
+#include "hash.h"
 
 struct compaction {
     int out_level;
@@ -216,6 +217,35 @@ static int pick_compaction(struct tl_db *db, struct compaction *c)
     return 1;
 }
 
+/*
+ * Whether a layer newer than the compaction's inputs may hold a record of key: a memtable, or a
+ * table above the output level that is not an input. An expired value may be dropped (or
+ * turned into a tombstone) only when none does: a newer EXPIRE may have extended it, and a
+ * newer increment counts from it, so without it they would read as a live key.
+ */
+static bool newer_may_hold(const struct tl_version *v, const struct compaction *c,
+                           const uint8_t *key, size_t klen)
+{
+    uint64_t hash = tl_hash64(key, klen);
+    for (int i = -1; i < v->n_imm; i++) {
+        struct tl_memtable *m = i < 0 ? v->active : v->imm[i];
+        if (m && tl_memtable_find(m, key, klen, hash))
+            return true;
+    }
+    for (int l = 0; l < c->out_level; l++) {
+        for (size_t i = 0; i < v->n_files[l]; i++) {
+            struct tl_table *t = v->levels[l][i];
+            if (is_input(c, t) ||
+                tl_key_cmp(key, klen, t->meta.smallest, t->meta.smallest_len) < 0 ||
+                tl_key_cmp(key, klen, t->meta.largest, t->meta.largest_len) > 0)
+                continue;
+            if (tl_sst_may_contain(t->sst, hash))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Whether a level deeper than out_level may hold key. */
 static bool deeper_may_hold(const struct tl_version *v, int out_level, int num_levels,
                             const uint8_t *key, size_t klen)
@@ -298,6 +328,9 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     struct tl_version_edit edit;
     tl_edit_init(&edit);
     struct tl_merger mg = {0};
+    /* The clock is read before the version is taken, so the version holds every record
+     * written before now: a key expired by now can get no newer increment or EXPIRE. */
+    int64_t now = tl_db_now_ms(db);
     struct tl_version *v = tl_version_acquire(db);
     int nl = db->opt.num_levels;
     int deepest = deepest_level(v, nl);
@@ -336,19 +369,23 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
         free(src);
         goto out;
     }
-    int64_t now = tl_db_now_ms(db);
     for (rc = tl_merger_seek(&mg, NULL, 0); rc == 0 && mg.valid; rc = tl_merger_next(&mg)) {
         bool bottom = c->all_bottom || !deeper_may_hold(v, c->out_level, nl, mg.key, mg.klen);
-        struct tl_record r;
+        struct tl_record r, kept;
         size_t count = 0;
         for (size_t i = 0; i < mg.n; i++)
             count += mg.at_key[i];
-        if (tl_fold_result(&mg.fold, bottom, now, &r) < 0) {
+        if (tl_fold_result(&mg.fold, bottom, now, &r) < 0 ||
+            tl_fold_result(&mg.fold, bottom, 0, &kept) < 0) {
             rc = tl_error(TL_ECORRUPT, "%s: compaction found an increment over a byte value; "
                                        "run tallyctl verify",
                           db->dir);
             break;
         }
+        /* Expired, but a newer layer may build on it: keep it with its expiry. */
+        if (r.kind == TL_KIND_DELETE && kept.kind != TL_KIND_DELETE &&
+            newer_may_hold(v, c, mg.key, mg.klen))
+            r = kept;
         if (bottom && r.kind == TL_KIND_DELETE) {
             dropped += count;
             continue;

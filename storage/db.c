@@ -430,14 +430,15 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
     uint64_t hash = tl_hash64(key, klen);
     pthread_mutex_t *stripe = stripe_of(db, hash);
     uint64_t seq = 0;
-    bool logged = false;
+    bool logged = false, decided = false;
+    struct tl_record log;
 
     pthread_mutex_lock(stripe);
     for (;;) {
         struct tl_memtable *m = writer_enter(db);
         struct tl_cell *cell = NULL;
         struct tl_fold fold;
-        struct tl_record cur, log;
+        struct tl_record cur;
         bool full;
         rc = current_value(db, m, key, klen, hash, &cell, &fold, &cur, &full);
         if (rc < 0 || full) {
@@ -453,12 +454,23 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         if (live.kind != TL_KIND_DELETE && live.has_expiry &&
             tl_expired(live.expire_ms, tl_db_now_ms(db)))
             live.kind = TL_KIND_DELETE;
-        memset(&log, 0, sizeof log);
-        rc = decide(arg, &live, &log);
-        if (rc <= 0) {
-            tl_fold_free(&fold);
-            writer_exit(m);
-            break;
+        /* The decision is taken once: a retry after a memtable switch sees the same value
+         * (this key's writers wait on the stripe lock) and reuses it. */
+        if (!decided) {
+            memset(&log, 0, sizeof log);
+            rc = decide(arg, &live, &log);
+            decided = true;
+            if (rc < 0) {
+                char why[256];
+                snprintf(why, sizeof why, "%s", tl_last_error());
+                rc = tl_error(rc, "key '%.*s%s': %s", (int)(klen > 64 ? 64 : klen),
+                              (const char *)key, klen > 64 ? "..." : "", why);
+            }
+            if (rc <= 0) {
+                tl_fold_free(&fold);
+                writer_exit(m);
+                break;
+            }
         }
         /* The new value: the logged record over the live one. */
         struct tl_fold next;

@@ -73,10 +73,12 @@ struct tl_options {
     int num_levels;                  /* 2..TL_MAX_LEVELS; 7 */
     enum tl_compression compression; /* upper levels; default LZ4 */
     enum tl_compression bottom_compression; /* the bottom_zstd_levels deepest levels; ZSTD */
-    int bottom_levels;               /* how many of the deepest levels use bottom_compression; 2 */
+    int bottom_levels;               /* how many of the deepest levels holding data use
+                                      * bottom_compression; 1 */
     int zstd_level;                  /* 3 */
     bool background_compaction;      /* run compactions on their own; default true */
-    size_t max_value_bytes;          /* largest byte value accepted; 16 MiB */
+    size_t max_value_bytes;          /* largest byte value accepted; 16 MiB at most and by
+                                      * default; memtable_bytes must exceed it plus 64 KiB */
     /* Time source in unix milliseconds, for expiry; NULL means the real clock. Tests use it
      * to move time without sleeping. */
     int64_t (*clock_ms)(void *arg);
@@ -123,7 +125,8 @@ int tl_db_wait(tl_db *db, uint64_t seq, enum tl_wait what);
 uint64_t tl_db_written_seq(tl_db *db);
 uint64_t tl_db_durable_seq(tl_db *db);
 
-/* Reads key. Returns 1 and fills *out when it exists, 0 when it does not (or has expired). */
+/* Reads key. Returns 1 and fills *out when it exists, 0 when it does not or has expired: as in
+ * Redis, a key is expired once the clock is past its expire_ms (at expire_ms it still exists). */
 int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out);
 
 /* Adds delta to the integer at key (a missing key counts as 0) and stores the result in
@@ -154,7 +157,7 @@ int tl_db_set_expiry(tl_db *db, const void *key, size_t klen, int64_t expire_ms,
                      uint64_t *seq);
 
 /* A read-modify-write of one key, atomic with respect to every other write of that key.
- * fn is called once with the current value (found = 0 when absent; cur is then zeroed) and
+ * fn is called exactly once with the current value (found = 0 when absent; cur is then zeroed) and
  * decides what to store in *next. It returns one of enum tl_update_action, or a negative code
  * which tl_db_update returns unchanged. cur is valid only during the call. */
 enum tl_update_action {

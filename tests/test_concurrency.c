@@ -32,7 +32,7 @@
 #define NPRIVATE 3000 /* per thread */
 #define NKEYS    (NSHARED + NTHREADS * NPRIVATE)
 #define RUN_MS   3000
-#define MAX_OPS  300000
+#define MAX_OPS  1000000
 #define KEY_CAP  64
 
 static uint64_t seed;
@@ -279,7 +279,9 @@ int main(int argc, char **argv)
     dir = test_tmpdir("concurrency");
     struct tl_options o;
     tl_options_init(&o);
-    o.memtable_bytes = 64 << 10;
+    /* The engine wants room for the largest key and value in one memtable. */
+    o.memtable_bytes = 96 << 10;
+    o.max_value_bytes = 1024;
     o.block_cache_bytes = 1 << 20;
     o.level1_bytes = 512 << 10;
     o.target_file_bytes = 128 << 10;

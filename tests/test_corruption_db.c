@@ -9,7 +9,9 @@
  *     key reads either its exact value or TL_ECORRUPT, never a wrong value; a full iterator
  *     scan reports TL_ECORRUPT naming the file instead of ending quietly.
  * (b) A byte flipped inside a record in the middle of the .wal segment (many whole records
- *     after it): tl_db_open fails with TL_ECORRUPT and the message names the .wal file.
+ *     after it): in a key, in the checksum, in the low or the high byte of the length (which
+ *     then points past the end of the file): tl_db_open fails with TL_ECORRUPT and the message
+ *     names the .wal file; it never passes for a torn tail, which would drop the records after.
  * (c) Torn tails: the .wal cut 3 bytes short, cut inside the last record's header, and cut
  *     exactly before the last record: tl_db_open succeeds, every key but the last-written one
  *     reads its exact value and the last one is absent; writes after that recovery survive a
@@ -365,8 +367,12 @@ static void test_sst_flip(void)
 
 /* ---- (b) a flipped byte in the middle of the WAL ---- */
 
-static void test_wal_flip(void)
+enum flip_at { FLIP_KEY, FLIP_CRC, FLIP_LEN_LOW, FLIP_LEN_HIGH };
+
+static void test_wal_flip(enum flip_at where)
 {
+    static const char *names[] = {"a key byte", "the checksum", "the length's low byte",
+                                  "the length's high byte"};
     part = "(b) wal";
     char *dir = test_tmpdir("corrupt-wal");
     struct tl_options o = opts();
@@ -392,9 +398,13 @@ static void test_wal_flip(void)
     if (nrec < 1000)
         fail("%s (%zu bytes) does not parse as the 1000 records written (wal.h layout): got %d",
              name, len, nrec);
-    /* The first byte of a key in the middle record: after crc, length, seq and the one-byte
-     * varint key length. */
-    off_t off = (off_t)offs[nrec / 2] + 8 + 8 + 1;
+    /* In the middle record: its first key byte (after crc, length, seq and the one-byte varint
+     * key length), its checksum, or its length field. */
+    off_t rec = (off_t)offs[nrec / 2];
+    off_t off = where == FLIP_KEY       ? rec + 8 + 8 + 1
+                : where == FLIP_CRC     ? rec + 1
+                : where == FLIP_LEN_LOW ? rec + 4
+                                        : rec + 7;
     free(buf);
     flip_byte(path, off);
 
@@ -402,12 +412,13 @@ static void test_wal_flip(void)
     if (rc == 0)
         tl_db_close(db);
     if (rc != TL_ECORRUPT)
-        fail("tl_db_open after flipping byte %lld of %s (record %d of %d) returned %d (%s), "
-             "expected TL_ECORRUPT; message: %s",
-             (long long)off, name, nrec / 2, nrec, rc, tl_strerror(rc), tl_last_error());
+        fail("tl_db_open after flipping %s of record %d of %d in %s (byte %lld) returned %d "
+             "(%s), expected TL_ECORRUPT; message: %s",
+             names[where], nrec / 2, nrec, name, (long long)off, rc, tl_strerror(rc),
+             tl_last_error());
     if (!strstr(tl_last_error(), name))
         fail("the TL_ECORRUPT message does not name %s: %s", name, tl_last_error());
-    printf("(b) ok: %s\n", tl_last_error());
+    printf("(b) ok: flipped %s: %s\n", names[where], tl_last_error());
     test_rmdir(dir);
     free(dir);
 }
@@ -520,7 +531,10 @@ int main(int argc, char **argv)
 
     test_lock(); /* first: it forks, and this process has no engine state yet */
     test_sst_flip();
-    test_wal_flip();
+    test_wal_flip(FLIP_KEY);
+    test_wal_flip(FLIP_CRC);
+    test_wal_flip(FLIP_LEN_LOW);
+    test_wal_flip(FLIP_LEN_HIGH);
     test_torn_tail(CUT_3_BYTES);
     test_torn_tail(CUT_IN_HEADER);
     test_torn_tail(CUT_WHOLE_RECORD);

@@ -2,7 +2,8 @@
  * test_crash.c - kill -9 under load never loses an acknowledged increment.
  *
  * Each round forks a child that opens the database with fsync = TL_FSYNC_ALWAYS and
- * increments random keys from NTHREADS threads (a small memtable and a thread calling
+ * increments random keys from NTHREADS threads (two of them take the sequence number and wait
+ * with tl_db_wait, for TL_WAIT_DURABLE and TL_WAIT_WRITTEN; a small memtable and a thread calling
  * tl_db_flush and tl_db_compact_range make flushes and compactions happen). Before each
  * tl_db_incr a thread writes an "intent" (thread, key, delta) to a pipe, and after the call
  * returned success an "ack": so the parent knows every acknowledged increment and, per thread,
@@ -40,7 +41,7 @@
 
 #define NKEYS          4000
 #define NTHREADS       4
-#define DEFAULT_ROUNDS 30
+#define DEFAULT_ROUNDS 40
 #define MIN_ROUNDS     20
 #define TIME_BUDGET_MS 50000
 #define KEY_CAP        64
@@ -86,7 +87,9 @@ static void options(struct tl_options *o, enum tl_fsync_mode fsync)
 {
     tl_options_init(o);
     o->fsync = fsync;
-    o->memtable_bytes = 32 << 10;
+    /* The engine wants room for the largest key and value in one memtable. */
+    o->memtable_bytes = 96 << 10;
+    o->max_value_bytes = 1024;
     o->block_cache_bytes = 1 << 20;
     o->level1_bytes = 256 << 10;
     o->target_file_bytes = 64 << 10;
@@ -124,7 +127,13 @@ static void *child_incr_main(void *p)
             .kind = MSG_INTENT, .thread = (uint8_t)ct->index, .key = (uint32_t)k, .delta = delta};
         send_msg(&m);
         int64_t result;
-        int rc = tl_db_incr(child_db, key, key_of(k, key), delta, &result, NULL);
+        uint64_t seq = 0;
+        /* Threads 1 and 3 take the sequence number and wait themselves: until the record is
+         * on disk (1) or in the kernel (3), either of which survives kill -9. */
+        bool own_wait = ct->index % 2 == 1;
+        int rc = tl_db_incr(child_db, key, key_of(k, key), delta, &result, own_wait ? &seq : NULL);
+        if (rc == 0 && own_wait)
+            rc = tl_db_wait(child_db, seq, ct->index == 1 ? TL_WAIT_DURABLE : TL_WAIT_WRITTEN);
         if (rc != 0) {
             fprintf(stderr, "child thread %d: tl_db_incr(%s, %" PRId64 ") returned %d %s: %s\n",
                     ct->index, key, delta, rc, tl_strerror(rc), tl_last_error());

@@ -12,7 +12,9 @@
  * model's sorted live keys. A key whose expiry is <= the fake clock is absent.
  *
  * Usage: test_model [seed [steps]]; the seed also comes from $TALLY_SEED, else from the time.
- * Every failure prints the seed, the step number and the operation.
+ * Every failure prints the seed, the step number and the operation; $TALLY_TRACE_KEY=<key id>
+ * prints every operation on one key. The layout options (levels, block size, compression,
+ * filters) are drawn from the seed too, so a seed replays exactly up to background timing.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,6 +65,7 @@ static tl_db *db;
 static char *dir;
 static struct tl_options opts;
 static uint64_t last_seq;
+static uint64_t engine_flushes, engine_compactions; /* summed over the opens */
 
 static struct {
     long incr, incr_overflow, incr_notint, incr_float, float_err, put, put_int, del, expire, get,
@@ -198,18 +201,14 @@ static bool model_parse_int(const char *s, size_t len, int64_t *out)
     return true;
 }
 
-/* A key is absent from the moment its expiry time is reached (expire_ms <= now). Building with
- * -DMODEL_EXPIRE_AFTER=1 moves that to the next millisecond (expire_ms < now), as Redis's lazy
- * expiry does, to look for other differences while that boundary is being decided. */
-#ifndef MODEL_EXPIRE_AFTER
-#define MODEL_EXPIRE_AFTER 0
-#endif
+/* A key is absent once the clock is past its expiry time (expire_ms < now), as Redis's
+ * lookups decide it and as tallystore.h's tl_expired documents. */
 static bool live(int id)
 {
     const struct mval *m = &model[id];
     if (!m->present || m->expire_ms == 0)
         return m->present;
-    return MODEL_EXPIRE_AFTER ? m->expire_ms >= now() : m->expire_ms > now();
+    return m->expire_ms >= now();
 }
 
 static void mclear(int id)
@@ -271,8 +270,16 @@ static void check_val(int id, const struct tl_val *v, const char *what)
     }
 }
 
+/* $TALLY_TRACE_KEY=<key id>: print every operation checked on that key, to replay a failure. */
+static int trace_id = -1;
+
 static void check_get(int id, const char *what)
 {
+    if (id == trace_id) {
+        char b[400];
+        printf("trace step %ld now %" PRId64 ": %s -> model %s\n", step, now(), opdesc,
+               modeldesc(id, b, sizeof b));
+    }
     struct tl_val v = {0};
     int rc = tl_db_get(db, keys[id].k, keys[id].len, &v);
     if (rc < 0)
@@ -521,7 +528,7 @@ static void op_incr(int id)
 {
     int64_t delta = rand_delta();
     snprintf(opdesc, sizeof opdesc, "tl_db_incr(%s, %" PRId64 ")", keydesc(id), delta);
-    int64_t cur = 0, want;
+    int64_t cur = 0, want = 0;
     int want_rc = 0;
     if (live(id)) {
         if (model[id].is_int)
@@ -858,9 +865,18 @@ static void op_toobig(int id)
 
 /* ---- whole-database operations ---- */
 
+static void add_stats(void)
+{
+    struct tl_stats st;
+    expect_rc(tl_db_stats(db, &st), 0, "tl_db_stats");
+    engine_flushes += st.flushes;
+    engine_compactions += st.compactions;
+}
+
 static void do_reopen(void)
 {
     snprintf(opdesc, sizeof opdesc, "close + reopen");
+    add_stats();
     int rc = tl_db_close(db);
     db = NULL;
     expect_rc(rc, 0, "tl_db_close");
@@ -1019,6 +1035,9 @@ int main(int argc, char **argv)
     printf("test_model: seed=%" PRIu64 " steps=%ld\n", seed, steps);
     fflush(stdout);
     rng = seed;
+    const char *trace = getenv("TALLY_TRACE_KEY");
+    if (trace && *trace)
+        trace_id = atoi(trace);
 
     gen_keys();
     dir = test_tmpdir("model");
@@ -1031,6 +1050,21 @@ int main(int argc, char **argv)
     opts.max_value_bytes = MAX_VALUE;
     opts.clock_ms = fake_clock;
     opts.clock_arg = NULL;
+    /* Layouts that vary with the seed: levels, compression, block size, filters. */
+    static const size_t block_sizes[] = {256, 1024, 4096};
+    static const enum tl_compression comps[] = {TL_COMPRESS_NONE, TL_COMPRESS_LZ4,
+                                                TL_COMPRESS_ZSTD};
+    opts.num_levels = 2 + (int)below(TL_MAX_LEVELS - 1);
+    opts.block_size_bytes = block_sizes[below(3)];
+    opts.compression = comps[below(3)];
+    opts.bottom_compression = comps[below(3)];
+    opts.bottom_levels = 1 + (int)below(2);
+    opts.bloom_bits_per_key = below(4) == 0 ? 0 : 10;
+    printf("options: num_levels %d, block_size_bytes %zu, compression %d, bottom_compression %d, "
+           "bottom_levels %d, bloom_bits_per_key %d\n",
+           opts.num_levels, opts.block_size_bytes, (int)opts.compression,
+           (int)opts.bottom_compression, opts.bottom_levels, opts.bloom_bits_per_key);
+    fflush(stdout);
     snprintf(opdesc, sizeof opdesc, "tl_db_open");
     expect_rc(tl_db_open(dir, &opts, &db), 0, "tl_db_open");
 
@@ -1089,8 +1123,7 @@ int main(int argc, char **argv)
     do_reopen();
     do_scan();
 
-    struct tl_stats st;
-    expect_rc(tl_db_stats(db, &st), 0, "tl_db_stats");
+    add_stats();
     snprintf(opdesc, sizeof opdesc, "tl_db_close");
     expect_rc(tl_db_close(db), 0, "tl_db_close");
     printf("ok: seed=%" PRIu64 " steps=%ld: incr %ld (overflow %ld, not int %ld), incr_float %ld "
@@ -1100,7 +1133,7 @@ int main(int argc, char **argv)
            seed, steps, counts.incr, counts.incr_overflow, counts.incr_notint, counts.incr_float,
            counts.float_err, counts.put, counts.put_int, counts.del, counts.expire, counts.get,
            counts.update, counts.toobig, counts.flush, counts.compact, counts.reopen, counts.scan,
-           counts.seek, st.flushes, st.compactions);
+           counts.seek, engine_flushes, engine_compactions);
     test_rmdir(dir);
     free(dir);
     for (int i = 0; i < NKEYS; i++) {

@@ -1,0 +1,292 @@
+/*
+ * server.h - tallyd's shared types: the server, its workers and clients, the command table and
+ * the reply functions every command uses.
+ *
+ * Threads (DESIGN.md section 3): io-threads workers, each with its own io_uring ring and
+ * listening socket (SO_REUSEPORT); a client belongs to the worker that accepted it and all of
+ * its commands run there, against the shared engine. No command blocks its worker except on the
+ * engine's short locks; under fsync always a client's replies are held (not the worker) until
+ * the WAL says its writes are durable.
+ *
+ * Files: main.c (start, signals), config.c (settings), log.c, net.c (the io_uring loop),
+ * resp.c (request parsing, reply encoding), commands.c (table, dispatch, MULTI/EXEC),
+ * commands_string.c, commands_keys.c, commands_server.c.
+ */
+#ifndef TL_SERVER_H
+#define TL_SERVER_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tallystore.h"
+
+/* ---- growable byte buffers ---------------------------------------------------------------- */
+
+struct tl_buf {
+    char *data;
+    size_t len, cap;
+};
+/* Appends n bytes; returns 0 or -ENOMEM. */
+int tl_buf_append(struct tl_buf *b, const void *p, size_t n);
+int tl_buf_printf(struct tl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes. */
+void tl_buf_consume(struct tl_buf *b, size_t n);
+void tl_buf_free(struct tl_buf *b);
+
+/* ---- configuration (config.c) ------------------------------------------------------------- */
+
+/* Every setting, its default and its limits are in config.c's table; `tallyd --help` prints
+ * them. Values here are the ones in force. */
+struct tl_config {
+    char bind[256];           /* "127.0.0.1" */
+    int port;                 /* 6380 */
+    char dir[4096];           /* "./data" */
+    char logfile[4096];       /* "" = stderr */
+    int loglevel;             /* enum tl_log_level */
+    int io_threads;           /* 0 = number of CPUs */
+    char requirepass[512];    /* "" = none */
+    bool protected_mode;      /* true */
+    enum tl_fsync_mode fsync; /* everysec */
+    int maxclients;           /* 10000 */
+    long long proto_max_bulk_len;      /* 512 MiB, as Redis */
+    long long max_multibulk_len;       /* 1048576 arguments (Redis's limit) */
+    long long inline_max_size;         /* 64 KiB */
+    long long client_query_buffer_limit; /* 1 GiB, as Redis */
+    long long client_output_buffer_limit; /* 256 MiB: a client over it is disconnected */
+    long long max_value_bytes;         /* 16 MiB (proto-max-bulk-len caps requests; this caps values) */
+    long long memtable_bytes;          /* 64 MiB */
+    long long block_cache_bytes;       /* 256 MiB */
+    int timeout_s;                     /* idle client timeout, 0 = never */
+    long long slowlog_log_slower_than; /* microseconds, 10000 */
+    int slowlog_max_len;               /* 128 */
+    int scan_cursors;                  /* SCAN cursors kept; 10000 */
+};
+
+/* Fills c with defaults. */
+void tl_config_defaults(struct tl_config *c);
+/* Reads a redis.conf-style file ("name value" lines, # comments, quoted values). Errors name
+ * the file, line and setting. Returns 0 or -1 with a message in err. */
+int tl_config_load_file(struct tl_config *c, const char *path, char *err, size_t errlen);
+/* Sets one setting by name (as in the file or CONFIG SET). Returns 0 or -1 with err. */
+int tl_config_set(struct tl_config *c, const char *name, const char *value, char *err,
+                  size_t errlen);
+/* Calls fn for each setting whose name matches the glob pattern, with its value as text. */
+void tl_config_each(const struct tl_config *c, const char *pattern,
+                    void (*fn)(void *arg, const char *name, const char *value), void *arg);
+/* Whether a setting can change while the server runs (CONFIG SET). */
+bool tl_config_is_mutable(const char *name);
+void tl_config_print_help(FILE *out);
+
+/* ---- logging (log.c) ------------------------------------------------------------------------ */
+
+enum tl_log_level { TL_LOG_DEBUG, TL_LOG_VERBOSE, TL_LOG_NOTICE, TL_LOG_WARNING };
+void tl_log_open(const char *path, int level);
+void tl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- clients -------------------------------------------------------------------------------- */
+
+/* One argument of a request: bytes and length (not NUL-terminated in general; the parser
+ * does put a NUL after each, so argv[i] can be read as a C string when it has no NUL inside). */
+struct tl_args {
+    int argc;
+    char **argv;
+    size_t *len;
+};
+
+struct tl_queued_cmd; /* a command queued by MULTI (commands.c) */
+
+struct tl_client {
+    uint64_t id;
+    int fd;
+    struct tl_worker *worker;
+    int resp;                 /* protocol version: 2 or 3 */
+    bool authenticated;
+    char name[256];           /* CLIENT SETNAME */
+    char addr[64], laddr[64]; /* "ip:port" */
+    bool local;               /* connected from a loopback address */
+    int64_t created_ms, last_cmd_ms;
+    char last_cmd[32];
+
+    struct tl_buf query;      /* bytes received and not yet parsed */
+    struct tl_buf out;        /* encoded replies not yet handed to the kernel */
+    uint64_t wait_seq;        /* replies wait until the WAL has this sequence number */
+    bool close_after_reply;   /* QUIT, a protocol error */
+    bool closing;
+
+    /* MULTI */
+    bool in_multi;
+    bool multi_failed;        /* a queued command was rejected: EXEC answers EXECABORT */
+    struct tl_queued_cmd *queued;
+    size_t n_queued, cap_queued;
+
+    /* net.c's own fields */
+    void *net;
+};
+
+/* ---- replies (resp.c): append to c->out in the client's protocol ------------------------------ */
+
+void tl_reply_ok(struct tl_client *c);                        /* +OK */
+void tl_reply_status(struct tl_client *c, const char *s);     /* +s */
+/* An error: text is the whole line after '-', such as "ERR syntax error" or
+ * "WRONGTYPE Operation against a key holding the wrong kind of value". */
+void tl_reply_error(struct tl_client *c, const char *text);
+void tl_reply_errorf(struct tl_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tl_reply_int(struct tl_client *c, int64_t v);
+void tl_reply_bulk(struct tl_client *c, const void *p, size_t n);
+void tl_reply_cstr(struct tl_client *c, const char *s);       /* bulk of a C string */
+void tl_reply_null(struct tl_client *c);                      /* $-1, or _ in RESP3 */
+void tl_reply_null_array(struct tl_client *c);                /* *-1, or _ in RESP3 */
+void tl_reply_array(struct tl_client *c, size_t n);           /* header; n elements follow */
+void tl_reply_map(struct tl_client *c, size_t n);             /* %n, or *2n in RESP2 */
+void tl_reply_set(struct tl_client *c, size_t n);             /* ~n, or *n in RESP2 */
+void tl_reply_double(struct tl_client *c, double d);          /* ,d, or a bulk in RESP2 */
+void tl_reply_bool(struct tl_client *c, bool b);              /* #t/#f, or :1/:0 in RESP2 */
+void tl_reply_verbatim(struct tl_client *c, const char *p, size_t n); /* =txt:, or a bulk */
+/* An engine value as Redis shows a string: an integer as its decimal text. */
+void tl_reply_val(struct tl_client *c, const struct tl_val *v);
+
+/* ---- request parsing (resp.c) ---------------------------------------------------------------- */
+
+enum tl_parse_result {
+    TL_PARSE_OK = 0,       /* one request parsed into *args; *consumed bytes used */
+    TL_PARSE_NEED_MORE = 1,
+    TL_PARSE_ERROR = 2,    /* malformed: err holds Redis's text; the connection is closed */
+};
+struct tl_parse_limits {
+    long long max_bulk_len;
+    long long max_multibulk_len;
+    long long inline_max_size;
+};
+/* Parses one request (RESP multibulk, or an inline command line) from buf. args' arrays are
+ * malloc'd (free with tl_args_free); each argument is copied and NUL-terminated. An empty
+ * line or "*0" yields argc 0 (skip it). */
+int tl_parse_request(const char *buf, size_t len, const struct tl_parse_limits *lim,
+                     struct tl_args *args, size_t *consumed, char *err, size_t errlen);
+void tl_args_free(struct tl_args *args);
+
+/* ---- the command table (commands.c) ---------------------------------------------------------- */
+
+enum tl_cmd_flags {
+    TL_CMD_WRITE = 1 << 0,
+    TL_CMD_READONLY = 1 << 1,
+    TL_CMD_ADMIN = 1 << 2,
+    TL_CMD_FAST = 1 << 3,
+    TL_CMD_NOAUTH = 1 << 4,   /* allowed before AUTH (AUTH, HELLO, QUIT, ...) */
+    TL_CMD_NOMULTI = 1 << 5,  /* runs at once inside MULTI (EXEC, DISCARD, MULTI, QUIT, ...) */
+    TL_CMD_LOADING = 1 << 6,
+    TL_CMD_STALE = 1 << 7,
+    TL_CMD_NOSCRIPT = 1 << 8,
+    TL_CMD_PUBSUB = 1 << 9,
+};
+
+typedef void (*tl_cmd_fn)(struct tl_client *c, struct tl_args *a);
+
+struct tl_command {
+    const char *name;    /* lower case, as COMMAND shows it */
+    int arity;           /* Redis's rule: n exact, -n at least n (the name counts) */
+    unsigned flags;
+    int first_key, last_key, key_step; /* key positions as COMMAND INFO shows them */
+    tl_cmd_fn fn;
+    const char *group;   /* "string", "generic", "connection", "server", "transactions", ... */
+    const char *since;   /* Redis version the command appeared in */
+    const char *summary; /* one line, for COMMAND DOCS */
+    const char *complexity;
+    const char *args_doc; /* the arguments as redis-cli's hints show them, e.g. "key value" */
+    const struct tl_command *subcommands; /* NULL-terminated, for CONFIG, CLIENT, COMMAND... */
+};
+
+/* The tables of each group, each ending with an entry whose name is NULL. */
+extern const struct tl_command tl_commands_string[];
+extern const struct tl_command tl_commands_keys[];
+extern const struct tl_command tl_commands_server[];
+
+/* Looks up a command by name, case-insensitive. */
+const struct tl_command *tl_command_lookup(const char *name, size_t len);
+/* Calls fn for every command (top level). */
+void tl_command_each(void (*fn)(void *arg, const struct tl_command *cmd), void *arg);
+size_t tl_command_count(void);
+
+/* Runs one request: auth check, lookup, arity, MULTI queueing, then the handler. */
+void tl_dispatch(struct tl_client *c, struct tl_args *a);
+
+/* Errors every command shares, with Redis's exact text. */
+void tl_reply_wrong_arity(struct tl_client *c, const char *cmd_name);
+void tl_reply_syntax_error(struct tl_client *c);
+/* The reply for a failed engine call (overflow, not an integer, ...), Redis's text when there
+ * is one, else "ERR <tl_last_error()>". */
+void tl_reply_engine_error(struct tl_client *c, int rc);
+
+/* Parsing arguments as Redis does: "value is not an integer or out of range" on failure
+ * (these reply the error themselves and return false). */
+bool tl_arg_int(struct tl_client *c, const char *s, size_t len, int64_t *out);
+bool tl_arg_float(struct tl_client *c, const char *s, size_t len, long double *out);
+bool tl_arg_eq(const char *s, size_t len, const char *word); /* case-insensitive */
+
+/* ---- the server ----------------------------------------------------------------------------- */
+
+struct tl_slowlog_entry {
+    uint64_t id;
+    int64_t time_s;
+    int64_t duration_us;
+    int argc;
+    char **argv; /* up to TL_SLOWLOG_MAX_ARGS, each up to 128 bytes */
+    size_t *len;
+    char addr[64];
+    char name[256];
+};
+#define TL_SLOWLOG_MAX_ARGS 32
+
+struct tl_server {
+    struct tl_config cfg;
+    pthread_mutex_t cfg_lock; /* CONFIG SET against readers of mutable settings */
+    tl_db *db;
+    int64_t start_ms;
+    char run_id[41];
+    int n_workers;
+    struct tl_worker **workers;
+    _Atomic bool shutting_down;
+
+    /* MULTI/EXEC atomicity: every command holds it shared, EXEC holds it exclusive. */
+    pthread_rwlock_t exec_lock;
+
+    /* Every client, for CLIENT LIST/KILL and INFO clients. */
+    pthread_mutex_t clients_lock;
+    struct tl_client **clients;
+    size_t n_clients, cap_clients;
+    _Atomic uint64_t next_client_id;
+
+    /* SCAN cursors: cursor number -> the last key returned (commands_keys.c). */
+    pthread_mutex_t scan_lock;
+    void *scan_cursors;
+
+    pthread_mutex_t slowlog_lock;
+    struct tl_slowlog_entry *slowlog; /* ring of slowlog_max_len */
+    size_t slowlog_len, slowlog_head;
+    uint64_t slowlog_next_id;
+
+    /* Statistics for INFO. */
+    _Atomic uint64_t total_connections, rejected_connections, total_commands;
+    _Atomic uint64_t net_input_bytes, net_output_bytes;
+    _Atomic uint64_t expired_keys, keyspace_hits, keyspace_misses;
+    _Atomic uint64_t output_limit_disconnections, protocol_errors;
+};
+
+extern struct tl_server *tl_srv;
+
+int64_t tl_now_ms(void);
+
+/* Registry (commands_server.c uses it for CLIENT LIST/KILL). */
+void tl_client_register(struct tl_client *c);
+void tl_client_unregister(struct tl_client *c);
+/* Asks the client's worker to close it after its pending replies (thread-safe). */
+void tl_client_kill(struct tl_client *c);
+
+/* net.c */
+int tl_net_start(struct tl_server *s); /* binds, starts the workers */
+void tl_net_stop(struct tl_server *s); /* stops accepting, closes clients, joins workers */
+
+#endif
