@@ -31,7 +31,7 @@
 
 struct compaction {
     int out_level;
-    bool all_bottom; /* output at the deepest level: every key is at the bottom */
+    bool all_bottom;          /* output at the deepest level: every key is at the bottom */
     struct tl_table **inputs; /* newest first */
     size_t n_inputs;
     int *input_levels;
@@ -171,8 +171,7 @@ static int pick_compaction(struct tl_db *db, struct compaction *c)
         const uint8_t *ptr = db->level_pointer[level];
         for (size_t i = 0; ptr && i < v->n_files[level]; i++) {
             const struct tl_file_meta *m = &v->levels[level][i]->meta;
-            if (tl_key_cmp(m->smallest, m->smallest_len, ptr, db->level_pointer_len[level]) >
-                0) {
+            if (tl_key_cmp(m->smallest, m->smallest_len, ptr, db->level_pointer_len[level]) > 0) {
                 pick = i;
                 break;
             }
@@ -336,7 +335,9 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     int deepest = deepest_level(v, nl);
     if (c->out_level > deepest)
         deepest = c->out_level;
-    struct output o = {.db = db, .c = c, .edit = &edit,
+    struct output o = {.db = db,
+                       .c = c,
+                       .edit = &edit,
                        .compression = tl_level_compression(db, c->out_level, deepest)};
     uint8_t *buf = NULL;
     size_t cap = 0;
@@ -377,8 +378,9 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
             count += mg.at_key[i];
         if (tl_fold_result(&mg.fold, bottom, now, &r) < 0 ||
             tl_fold_result(&mg.fold, bottom, 0, &kept) < 0) {
-            rc = tl_error(TL_ECORRUPT, "%s: compaction found an increment over a byte value; "
-                                       "run tallyctl verify",
+            rc = tl_error(TL_ECORRUPT,
+                          "%s: compaction found an increment over a byte value; "
+                          "run tallyctl verify",
                           db->dir);
             break;
         }
@@ -417,8 +419,7 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
         goto out;
 
     for (size_t i = 0; i < c->n_inputs; i++)
-        if ((rc = tl_edit_delete_file(&edit, c->input_levels[i], c->inputs[i]->meta.number)) <
-            0)
+        if ((rc = tl_edit_delete_file(&edit, c->input_levels[i], c->inputs[i]->meta.number)) < 0)
             goto out;
     pthread_mutex_lock(&db->mutex);
     edit.has_next_file = true;
@@ -476,9 +477,9 @@ static void sort_inputs(struct compaction *c)
         struct tl_table *t = c->inputs[i];
         int l = c->input_levels[i];
         size_t j = i;
-        while (j > 0 && (c->input_levels[j - 1] > l ||
-                         (l == 0 && c->input_levels[j - 1] == 0 &&
-                          c->inputs[j - 1]->meta.number < t->meta.number))) {
+        while (j > 0 &&
+               (c->input_levels[j - 1] > l || (l == 0 && c->input_levels[j - 1] == 0 &&
+                                               c->inputs[j - 1]->meta.number < t->meta.number))) {
             c->inputs[j] = c->inputs[j - 1];
             c->input_levels[j] = c->input_levels[j - 1];
             j--;
@@ -547,6 +548,10 @@ void *tl_compaction_thread(void *arg)
         struct compaction c;
         int picked = 0;
         bool manual = false;
+        if (db->dropping) {
+            pthread_cond_wait(&db->bg_cond, &db->mutex);
+            continue;
+        }
         if (db->manual_pending) {
             db->manual_pending = false;
             db->manual_running = true;

@@ -81,16 +81,16 @@ static int check_options(const struct tl_options *o)
         return tl_error(-EINVAL, "max_immutable_memtables is %d: it must be between 1 and %d",
                         o->max_immutable_memtables, TL_MAX_IMMUTABLE);
     if (o->memtable_bytes < 64 * 1024 || o->memtable_bytes > (3ull << 30))
-        return tl_error(-EINVAL,
-                        "memtable_bytes is %zu: it must be between 64 KiB and 3 GiB",
+        return tl_error(-EINVAL, "memtable_bytes is %zu: it must be between 64 KiB and 3 GiB",
                         o->memtable_bytes);
     if (o->block_size_bytes < 256 || o->block_size_bytes > (4u << 20))
         return tl_error(-EINVAL, "block_size_bytes is %zu: it must be between 256 and 4 MiB",
                         o->block_size_bytes);
     if (o->l0_compaction_trigger < 1 || o->l0_slowdown_trigger < o->l0_compaction_trigger ||
         o->l0_stop_trigger < o->l0_slowdown_trigger)
-        return tl_error(-EINVAL, "L0 triggers must satisfy 1 <= compaction (%d) <= slowdown "
-                                 "(%d) <= stop (%d)",
+        return tl_error(-EINVAL,
+                        "L0 triggers must satisfy 1 <= compaction (%d) <= slowdown "
+                        "(%d) <= stop (%d)",
                         o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger);
     if (o->max_value_bytes > TL_MAX_VALUE_BYTES)
         return tl_error(-EINVAL, "max_value_bytes is %zu: the largest allowed is %u (16 MiB)",
@@ -275,8 +275,7 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
         if (i < 0)
             continue;
         struct tl_table *t = v->levels[l][i];
-        if (!tl_sst_may_contain(t->sst, hash) ||
-            !tl_sst_find_block(t->sst, key, klen, &handles[n]))
+        if (!tl_sst_may_contain(t->sst, hash) || !tl_sst_find_block(t->sst, key, klen, &handles[n]))
             continue;
         tables[n++] = t->sst;
     }
@@ -297,8 +296,9 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
             continue;
         struct tl_record r;
         if (tl_record_decode(val, vlen, &r) < 0) {
-            rc = tl_error(TL_ECORRUPT, "%s: an entry of the block at offset %llu does not decode; "
-                                       "run tallyctl verify on the data directory",
+            rc = tl_error(TL_ECORRUPT,
+                          "%s: an entry of the block at offset %llu does not decode; "
+                          "run tallyctl verify on the data directory",
                           tl_sst_path(tables[i]), (unsigned long long)handles[i].offset);
             break;
         }
@@ -323,8 +323,9 @@ static int read_key(struct tl_db *db, struct tl_version *v, const void *key, siz
         return rc;
     rc = tl_fold_result(f, true, tl_db_now_ms(db), out);
     if (rc < 0)
-        return tl_error(TL_ECORRUPT, "an increment is stored over a byte value for a key of %zu "
-                                     "bytes; run tallyctl verify on %s",
+        return tl_error(TL_ECORRUPT,
+                        "an increment is stored over a byte value for a key of %zu "
+                        "bytes; run tallyctl verify on %s",
                         klen, db->dir);
     return 0;
 }
@@ -387,8 +388,9 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
         return rc;
     /* The folded value without the expiry check: the cell keeps the stored truth. */
     if (tl_fold_result(fold, true, 0, cur) < 0)
-        return tl_error(TL_ECORRUPT, "an increment is stored over a byte value for a key of %zu "
-                                     "bytes; run tallyctl verify on %s",
+        return tl_error(TL_ECORRUPT,
+                        "an increment is stored over a byte value for a key of %zu "
+                        "bytes; run tallyctl verify on %s",
                         klen, db->dir);
     struct tl_cell_snap s;
     tl_record_to_cell_snap(cur, &s);
@@ -421,8 +423,9 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
                         TL_MAX_KEY_BYTES);
     if (db->bg_error)
-        return tl_error(TL_ECLOSED, "%s: writes are stopped after an earlier I/O error (%s); "
-                                    "restart to recover from the WAL",
+        return tl_error(TL_ECLOSED,
+                        "%s: writes are stopped after an earlier I/O error (%s); "
+                        "restart to recover from the WAL",
                         db->dir, tl_strerror(db->bg_error));
     int rc = throttle_l0(db);
     if (rc < 0)
@@ -482,8 +485,7 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         struct tl_cell_snap s;
         tl_record_to_cell_snap(&nr, &s);
         uint32_t boff = 0;
-        if (s.state == TL_CELL_BYTES &&
-            !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
+        if (s.state == TL_CELL_BYTES && !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
             tl_fold_free(&fold);
             writer_exit(m);
             if ((rc = switch_memtable(db, m)) < 0)
@@ -631,8 +633,9 @@ int tl_db_put(tl_db *db, const void *key, size_t klen, const void *val, size_t v
               int64_t expire_ms, uint64_t *seq)
 {
     if (vlen > db->opt.max_value_bytes)
-        return tl_error(TL_ETOOBIG, "value of %zu bytes is over the limit of %zu bytes "
-                                    "(max_value_bytes)",
+        return tl_error(TL_ETOOBIG,
+                        "value of %zu bytes is over the limit of %zu bytes "
+                        "(max_value_bytes)",
                         vlen, db->opt.max_value_bytes);
     struct put_arg a;
     put_record(val, vlen, expire_ms, &a.rec);
@@ -731,8 +734,9 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
             log->expire_ms = a->next.expire_ms;
         } else {
             if (a->next.len > a->max_value_bytes)
-                return tl_error(TL_ETOOBIG, "value of %zu bytes is over the limit of %zu bytes "
-                                            "(max_value_bytes)",
+                return tl_error(TL_ETOOBIG,
+                                "value of %zu bytes is over the limit of %zu bytes "
+                                "(max_value_bytes)",
                                 a->next.len, a->max_value_bytes);
             put_record(a->next.bytes, a->next.len, a->next.expire_ms, log);
         }
@@ -753,8 +757,7 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
     return action < 0 ? action : tl_error(-EINVAL, "update callback returned %d", action);
 }
 
-int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg,
-                 uint64_t *seq)
+int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg, uint64_t *seq)
 {
     struct update_arg a = {.fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
     return write_key(db, key, klen, decide_update, &a, seq);
@@ -935,7 +938,7 @@ static void *flush_thread_main(void *arg)
     struct tl_db *db = arg;
     pthread_mutex_lock(&db->mutex);
     for (;;) {
-        while (!db->stopping && !db->bg_error && db->current->n_imm == 0)
+        while (!db->stopping && !db->bg_error && (db->current->n_imm == 0 || db->dropping))
             pthread_cond_wait(&db->bg_cond, &db->mutex);
         if (db->stopping || db->bg_error)
             break;
@@ -962,6 +965,109 @@ int tl_db_flush(tl_db *db)
     while (db->current->n_imm > 0 && !db->bg_error)
         pthread_cond_wait(&db->done_cond, &db->mutex);
     int rc = db->bg_error;
+    pthread_mutex_unlock(&db->mutex);
+    return rc;
+}
+
+void tl_db_set_commit_notify(tl_db *db, void (*fn)(void *arg), void *arg)
+{
+    tl_wal_set_notify(db->wal, fn, arg);
+}
+
+int tl_db_count_keys(tl_db *db, uint64_t *count)
+{
+    tl_iter *it;
+    int rc = tl_iter_new(db, &it);
+    if (rc < 0)
+        return rc;
+    uint64_t n = 0;
+    for (rc = tl_iter_seek(it, NULL, 0); rc == 0 && tl_iter_valid(it); rc = tl_iter_next(it))
+        n++;
+    tl_iter_free(it);
+    if (rc == 0)
+        *count = n;
+    return rc;
+}
+
+/*
+ * Drops every memtable and table. Flushes and compactions are held off meanwhile (a flush
+ * finishing after the drop would bring dropped data back); the active memtable is frozen and
+ * drained like at a switch, the WAL rolled, and one manifest edit removes every table and moves
+ * the replay start past the old segments.
+ */
+int tl_db_drop_all(tl_db *db)
+{
+    pthread_mutex_lock(&db->mutex);
+    while ((db->dropping || db->switching) && !db->bg_error)
+        pthread_cond_wait(&db->done_cond, &db->mutex);
+    db->dropping = true;
+    while ((db->flushing || db->compacting) && !db->bg_error)
+        pthread_cond_wait(&db->done_cond, &db->mutex);
+    int rc = db->bg_error;
+    struct tl_memtable *m = atomic_load(&db->active);
+    struct tl_memtable *next = rc ? NULL : pool_take_locked(db);
+    if (!rc && !next)
+        rc = tl_error(-ENOMEM, "out of memory for a new memtable of %zu bytes (memtable_bytes)",
+                      db->opt.memtable_bytes);
+    if (rc < 0)
+        goto out;
+    db->switching = true;
+    uint64_t number = db->next_file++;
+    atomic_store(&m->frozen, 1);
+    pthread_mutex_unlock(&db->mutex);
+    while (atomic_load(&m->writers) > 0)
+        sched_yield();
+    rc = tl_wal_roll(db->wal, number);
+    pthread_mutex_lock(&db->mutex);
+    db->switching = false;
+    if (rc < 0) {
+        atomic_store(&m->frozen, 0);
+        goto out;
+    }
+    struct tl_version_edit e;
+    tl_edit_init(&e);
+    struct tl_version *cur = db->current;
+    for (int l = 0; l < TL_MAX_LEVELS && rc == 0; l++)
+        for (size_t i = 0; i < cur->n_files[l] && rc == 0; i++)
+            rc = tl_edit_delete_file(&e, l, cur->levels[l][i]->meta.number);
+    e.has_log_number = true;
+    e.log_number = number;
+    e.has_next_file = true;
+    e.next_file_number = db->next_file;
+    e.has_last_seq = true;
+    e.last_seq = tl_wal_next_seq(db->wal) - 1;
+    if (rc == 0)
+        rc = tl_manifest_log(db->manifest, &e);
+    struct tl_version *nv = rc == 0 ? tl_version_clone(cur) : NULL;
+    if (rc == 0 && !nv)
+        rc = tl_error(-ENOMEM, "out of memory dropping every key");
+    if (rc == 0) {
+        /* The edit is on disk: from here the drop happens in memory whatever else fails. */
+        for (int i = 0; i < nv->n_imm; i++)
+            nv->imm[i]->refs--;
+        nv->n_imm = 0;
+        nv->active->refs--;
+        nv->active = next;
+        next->refs++;
+        next->wal_number = number;
+        tl_version_apply(db, nv, &e);
+        atomic_store(&db->active, next);
+        tl_version_install(db, nv);
+        for (uint64_t n = db->log_number; n < number; n++) {
+            char path[TL_PATH_MAX];
+            tl_wal_path(path, sizeof path, db->dir, n);
+            if (access(path, F_OK) == 0)
+                tl_db_delete_file_locked(db, path);
+        }
+        db->log_number = number;
+    } else if (!db->bg_error) {
+        db->bg_error = rc; /* the manifest may or may not hold the edit: stop writing */
+    }
+    tl_edit_free(&e);
+out:
+    db->dropping = false;
+    pthread_cond_broadcast(&db->done_cond);
+    pthread_cond_broadcast(&db->bg_cond);
     pthread_mutex_unlock(&db->mutex);
     return rc;
 }
@@ -1027,8 +1133,9 @@ static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t kle
         if (rc < 0)
             return rc;
     }
-    return tl_error(TL_ETOOBIG, "WAL record %llu does not fit in an empty memtable of %zu bytes; "
-                                "raise memtable_bytes",
+    return tl_error(TL_ETOOBIG,
+                    "WAL record %llu does not fit in an empty memtable of %zu bytes; "
+                    "raise memtable_bytes",
                     (unsigned long long)seq, rs->db->opt.memtable_bytes);
 }
 
@@ -1361,9 +1468,9 @@ int tl_db_stats(tl_db *db, struct tl_stats *st)
     st->compaction_bytes_written = atomic_load(&db->compaction_written);
     st->entries_dropped = atomic_load(&db->entries_dropped);
     st->write_amplification =
-        st->flush_bytes ? (double)(st->flush_bytes + st->compaction_bytes_written) /
-                              (double)st->flush_bytes
-                        : 0.0;
+        st->flush_bytes
+            ? (double)(st->flush_bytes + st->compaction_bytes_written) / (double)st->flush_bytes
+            : 0.0;
     tl_block_cache_stats(db->cache, &st->block_cache_hits, &st->block_cache_misses,
                          &st->block_cache_bytes);
     st->stall_slowdowns = atomic_load(&db->stall_slowdowns);

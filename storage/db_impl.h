@@ -85,10 +85,11 @@ struct tl_db {
     pthread_t flush_thread, compaction_thread;
     bool threads_started;
     _Atomic bool stopping;
-    _Atomic int bg_error; /* first fatal background error; writes fail with it afterwards */
+    _Atomic int bg_error;    /* first fatal background error; writes fail with it afterwards */
     _Atomic size_t l0_files; /* files in L0 of the current version, for a lock-free peek */
     bool flushing;
     bool compacting;
+    bool dropping; /* tl_db_drop_all in progress: no flush or compaction starts */
     /* A manual compaction request: compaction.c runs it and sets manual_done. */
     bool manual_pending, manual_running;
     int manual_result;

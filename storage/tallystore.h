@@ -30,15 +30,15 @@ extern "C" {
 #define TL_VERSION_STRING  "0.1.0"
 
 /* Error codes beyond errno. */
-#define TL_ECORRUPT   (-4001) /* a checksum or format check failed on disk */
-#define TL_ENOTINT    (-4002) /* the value is not an integer or out of range */
-#define TL_ENOTFLOAT  (-4003) /* the value is not a valid float */
-#define TL_EOVERFLOW  (-4004) /* increment or decrement would overflow */
-#define TL_ENANINF    (-4005) /* increment would produce NaN or Infinity */
-#define TL_ENOURING   (-4006) /* io_uring cannot be set up on this machine */
-#define TL_ELOCKED    (-4007) /* another process has the data directory open */
-#define TL_ETOOBIG    (-4008) /* a key or value is over its limit */
-#define TL_ECLOSED    (-4009) /* the database is closing or stopped after a fatal I/O error */
+#define TL_ECORRUPT  (-4001) /* a checksum or format check failed on disk */
+#define TL_ENOTINT   (-4002) /* the value is not an integer or out of range */
+#define TL_ENOTFLOAT (-4003) /* the value is not a valid float */
+#define TL_EOVERFLOW (-4004) /* increment or decrement would overflow */
+#define TL_ENANINF   (-4005) /* increment would produce NaN or Infinity */
+#define TL_ENOURING  (-4006) /* io_uring cannot be set up on this machine */
+#define TL_ELOCKED   (-4007) /* another process has the data directory open */
+#define TL_ETOOBIG   (-4008) /* a key or value is over its limit */
+#define TL_ECLOSED   (-4009) /* the database is closing or stopped after a fatal I/O error */
 
 /* Text for a code: "checksum mismatch", "Operation not permitted", ... */
 const char *tl_strerror(int code);
@@ -58,27 +58,27 @@ enum tl_compression {
 };
 
 struct tl_options {
-    enum tl_fsync_mode fsync;        /* default TL_FSYNC_EVERYSEC */
-    size_t memtable_bytes;           /* arena of one memtable; default 64 MiB */
-    int max_immutable_memtables;     /* frozen memtables waiting for flush before writers wait; 2 */
-    size_t block_size_bytes;         /* data block size before compression; 4096 */
-    size_t block_cache_bytes;        /* decompressed block cache; 256 MiB */
-    int bloom_bits_per_key;          /* 10; 0 disables the filter */
-    int l0_compaction_trigger;       /* L0 files that start a compaction; 4 */
-    int l0_slowdown_trigger;         /* L0 files at which each write is delayed 1 ms; 12 */
-    int l0_stop_trigger;             /* L0 files at which writes wait for compaction; 20 */
-    uint64_t level1_bytes;           /* target size of L1; each level below is x multiplier; 64 MiB */
-    int level_multiplier;            /* 10 */
-    uint64_t target_file_bytes;      /* size at which compaction output is split; 64 MiB */
-    int num_levels;                  /* 2..TL_MAX_LEVELS; 7 */
-    enum tl_compression compression; /* upper levels; default LZ4 */
+    enum tl_fsync_mode fsync;    /* default TL_FSYNC_EVERYSEC */
+    size_t memtable_bytes;       /* arena of one memtable; default 64 MiB */
+    int max_immutable_memtables; /* frozen memtables waiting for flush before writers wait; 2 */
+    size_t block_size_bytes;     /* data block size before compression; 4096 */
+    size_t block_cache_bytes;    /* decompressed block cache; 256 MiB */
+    int bloom_bits_per_key;      /* 10; 0 disables the filter */
+    int l0_compaction_trigger;   /* L0 files that start a compaction; 4 */
+    int l0_slowdown_trigger;     /* L0 files at which each write is delayed 1 ms; 12 */
+    int l0_stop_trigger;         /* L0 files at which writes wait for compaction; 20 */
+    uint64_t level1_bytes;       /* target size of L1; each level below is x multiplier; 64 MiB */
+    int level_multiplier;        /* 10 */
+    uint64_t target_file_bytes;  /* size at which compaction output is split; 64 MiB */
+    int num_levels;              /* 2..TL_MAX_LEVELS; 7 */
+    enum tl_compression compression;        /* upper levels; default LZ4 */
     enum tl_compression bottom_compression; /* the bottom_zstd_levels deepest levels; ZSTD */
-    int bottom_levels;               /* how many of the deepest levels holding data use
-                                      * bottom_compression; 1 */
-    int zstd_level;                  /* 3 */
-    bool background_compaction;      /* run compactions on their own; default true */
-    size_t max_value_bytes;          /* largest byte value accepted; 16 MiB at most and by
-                                      * default; memtable_bytes must exceed it plus 64 KiB */
+    int bottom_levels;                      /* how many of the deepest levels holding data use
+                                             * bottom_compression; 1 */
+    int zstd_level;                         /* 3 */
+    bool background_compaction;             /* run compactions on their own; default true */
+    size_t max_value_bytes;                 /* largest byte value accepted; 16 MiB at most and by
+                                             * default; memtable_bytes must exceed it plus 64 KiB */
     /* Time source in unix milliseconds, for expiry; NULL means the real clock. Tests use it
      * to move time without sleeping. */
     int64_t (*clock_ms)(void *arg);
@@ -116,7 +116,11 @@ void tl_val_clear(struct tl_val *v);
 /* Sequence numbers: every write gets the next one. A write function stores its record's
  * sequence number in *seq when seq is not NULL. Under TL_FSYNC_ALWAYS a write returns only
  * once its record is durable unless seq is not NULL: then the caller decides when to wait,
- * with tl_db_wait(), so that a server can hold a reply without blocking its thread. */
+ * with tl_db_wait(), so that a server can hold a reply without blocking its thread.
+ * Under EVERYSEC and NO a write returns once its record is in the WAL's buffer; the commit
+ * thread hands it to the kernel at once (group commit), usually within tens of microseconds.
+ * A caller that must survive kill -9 of its own process, as tallyd's replies do, waits with
+ * tl_db_wait(db, seq, TL_WAIT_WRITTEN) before acknowledging. */
 enum tl_wait {
     TL_WAIT_WRITTEN = 1, /* the record is in the kernel (survives kill -9 of the process) */
     TL_WAIT_DURABLE = 2, /* the record is on disk (survives power loss, given fsync) */
@@ -170,13 +174,24 @@ typedef int (*tl_update_fn)(void *arg, const struct tl_val *cur, int found, stru
 int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg,
                  uint64_t *seq);
 
+/* Calls fn (from the WAL commit thread) each time the written or durable sequence number
+ * advances. fn must be quick and must not call into the database: a server uses it to wake the
+ * thread that holds replies waiting for durability. Set it before writing. */
+void tl_db_set_commit_notify(tl_db *db, void (*fn)(void *arg), void *arg);
+
+/* Removes every key (FLUSHALL): the memtables and tables are dropped and the WAL rolled, in one
+ * manifest edit. Writes that run concurrently land before or after the drop. */
+int tl_db_drop_all(tl_db *db);
+
+/* The number of keys that exist now (DBSIZE), counted with an iterator: O(keys). */
+int tl_db_count_keys(tl_db *db, uint64_t *count);
+
 /* Freezes the active memtable and waits until every frozen memtable is in an SSTable. */
 int tl_db_flush(tl_db *db);
 
 /* Compacts every file overlapping [begin, end] (NULL = unbounded) down to the bottom level,
  * folding increments and dropping deleted, shadowed and expired entries. Blocks until done. */
-int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end,
-                        size_t elen);
+int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end, size_t elen);
 
 /* Writes a consistent copy of the database as of now into dest (which must not exist): the
  * memtables are flushed, the live SSTables hard-linked (copied across file systems), and a
@@ -202,23 +217,23 @@ struct tl_level_stats {
 struct tl_stats {
     struct tl_level_stats levels[TL_MAX_LEVELS];
     int num_levels;
-    uint64_t memtables;          /* active + frozen */
-    uint64_t memtable_bytes;     /* arena bytes in use */
+    uint64_t memtables;      /* active + frozen */
+    uint64_t memtable_bytes; /* arena bytes in use */
     uint64_t memtable_entries;
-    uint64_t wal_bytes;          /* written to the WAL since open */
+    uint64_t wal_bytes; /* written to the WAL since open */
     uint64_t wal_syncs;
     uint64_t flushes;
-    uint64_t flush_bytes;        /* SSTable bytes written by flushes */
+    uint64_t flush_bytes; /* SSTable bytes written by flushes */
     uint64_t compactions;
     uint64_t compaction_bytes_read;
     uint64_t compaction_bytes_written;
-    uint64_t entries_dropped;    /* shadowed, deleted or expired entries dropped by compaction */
-    double write_amplification;  /* (flush + compaction bytes written) / flush bytes written */
+    uint64_t entries_dropped;   /* shadowed, deleted or expired entries dropped by compaction */
+    double write_amplification; /* (flush + compaction bytes written) / flush bytes written */
     uint64_t block_cache_hits;
     uint64_t block_cache_misses;
     uint64_t block_cache_bytes;
-    uint64_t stall_slowdowns;    /* writes delayed because L0 had too many files */
-    uint64_t stall_stops;        /* writes that waited for compaction */
+    uint64_t stall_slowdowns; /* writes delayed because L0 had too many files */
+    uint64_t stall_stops;     /* writes that waited for compaction */
     uint64_t last_seq;
 };
 int tl_db_stats(tl_db *db, struct tl_stats *st);

@@ -118,6 +118,9 @@ struct tl_wal {
     _Atomic uint64_t durable_seq;
     _Atomic uint64_t bytes_written;
     _Atomic uint64_t syncs;
+    /* Called after each publish (tl_wal_set_notify). */
+    void (*_Atomic notify)(void *arg);
+    void *_Atomic notify_arg;
 
     /* The commit thread's own (tl_wal_open sets them up before starting it). */
     int fd;
@@ -215,6 +218,15 @@ static void publish_locked(struct tl_wal *w, uint64_t written, bool synced)
     atomic_store_explicit(&w->durable_seq, durable, memory_order_release);
     if (w->done_waiters)
         pthread_cond_broadcast(&w->done_cv);
+    void (*notify)(void *) = atomic_load_explicit(&w->notify, memory_order_acquire);
+    if (notify)
+        notify(atomic_load_explicit(&w->notify_arg, memory_order_relaxed));
+}
+
+void tl_wal_set_notify(struct tl_wal *w, void (*fn)(void *arg), void *arg)
+{
+    atomic_store_explicit(&w->notify_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&w->notify, fn, memory_order_release);
 }
 
 static void publish(struct tl_wal *w, uint64_t written, bool synced)

@@ -31,12 +31,12 @@
 #include "record.h"
 #include "tallystore.h"
 
-#define TL_WAL_MAGIC          "TALLYWAL"
-#define TL_WAL_VERSION        1
-#define TL_WAL_HEADER_BYTES   24
-#define TL_WAL_RECORD_HEADER  16
+#define TL_WAL_MAGIC         "TALLYWAL"
+#define TL_WAL_VERSION       1
+#define TL_WAL_HEADER_BYTES  24
+#define TL_WAL_RECORD_HEADER 16
 /* Appenders wait when this much is waiting for the commit thread. */
-#define TL_WAL_BUFFER_BYTES   (4u << 20)
+#define TL_WAL_BUFFER_BYTES (4u << 20)
 /* everysec: the interval between syncs. */
 #define TL_WAL_SYNC_INTERVAL_MS 1000
 
@@ -66,6 +66,10 @@ uint64_t tl_wal_written_seq(struct tl_wal *w);
 uint64_t tl_wal_durable_seq(struct tl_wal *w);
 /* The sequence number the next append will get. */
 uint64_t tl_wal_next_seq(struct tl_wal *w);
+
+/* Calls fn(arg) from the commit thread after each advance of the written or durable sequence
+ * number (with the WAL's lock held: fn must be quick and must not call into the WAL). */
+void tl_wal_set_notify(struct tl_wal *w, void (*fn)(void *arg), void *arg);
 
 /* Writes and syncs everything appended so far, and waits. */
 int tl_wal_sync(struct tl_wal *w);

@@ -103,6 +103,31 @@ static void test_update(tl_db *db)
     tl_val_clear(&v);
 }
 
+/* FLUSHALL: keys in memtables and in tables are gone, the count is 0, writes go on, and the
+ * drop survives a restart (the dropped WAL records are not replayed). */
+static void test_drop_all(tl_db *db)
+{
+    char k[32];
+    for (int i = 0; i < 3000; i++)
+        CHECK_OK(tl_db_incr(db, k, (size_t)snprintf(k, sizeof k, "d%04d", i), 1, NULL, NULL));
+    CHECK_OK(tl_db_flush(db));
+    for (int i = 3000; i < 4000; i++)
+        CHECK_OK(tl_db_incr(db, k, (size_t)snprintf(k, sizeof k, "d%04d", i), 1, NULL, NULL));
+    uint64_t n;
+    CHECK_OK(tl_db_count_keys(db, &n));
+    CHECK(n >= 4000);
+    CHECK_OK(tl_db_drop_all(db));
+    CHECK_OK(tl_db_count_keys(db, &n));
+    CHECK_EQ_INT(n, 0);
+    struct tl_stats st;
+    CHECK_OK(tl_db_stats(db, &st));
+    for (int l = 0; l < st.num_levels; l++)
+        CHECK_EQ_INT(st.levels[l].files, 0);
+    CHECK_OK(tl_db_incr(db, "after", 5, 7, NULL, NULL));
+    CHECK_OK(tl_db_count_keys(db, &n));
+    CHECK_EQ_INT(n, 1);
+}
+
 static void test_durability(const char *dir)
 {
     struct tl_options o;
@@ -142,8 +167,8 @@ static void test_checkpoint(const char *dir, const char *dest)
     CHECK_OK(tl_db_open(dir, &o, &db));
     char k[32];
     for (int i = 0; i < 20000; i++)
-        CHECK_OK(tl_db_incr(db, k, (size_t)snprintf(k, sizeof k, "c%05d", i % 5000), 1, NULL,
-                            NULL));
+        CHECK_OK(
+            tl_db_incr(db, k, (size_t)snprintf(k, sizeof k, "c%05d", i % 5000), 1, NULL, NULL));
     CHECK_OK(tl_db_flush(db));
     CHECK_OK(tl_db_incr(db, "c00001", 6, 0, NULL, NULL));
     /* The live file list names tables and WAL segments, and pins them. */
@@ -203,6 +228,15 @@ int main(void)
     test_errors(db);
     test_float(db);
     test_update(db);
+    test_drop_all(db);
+    CHECK_OK(tl_db_close(db));
+    CHECK_OK(tl_db_open(dir, &o, &db));
+    uint64_t keys;
+    CHECK_OK(tl_db_count_keys(db, &keys));
+    CHECK_EQ_INT(keys, 1);
+    struct tl_val after;
+    CHECK_EQ_INT(tl_db_get(db, "after", 5, &after), 1);
+    CHECK_EQ_INT(after.i, 7);
     CHECK_OK(tl_db_close(db));
     test_rmdir(dir);
     free(dir);

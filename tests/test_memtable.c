@@ -31,8 +31,11 @@ static void test_basic(void)
     CHECK_EQ_INT(s.ival, 1);
     CHECK(!tl_memtable_find(m, "c", 1, tl_hash64("c", 1)));
     /* A byte value, then a replacement. */
-    struct tl_cell_snap b = {.state = TL_CELL_BYTES, .dirty = true, .bytes = (const uint8_t *)"hello",
-                             .len = 5, .expire_ms = 77};
+    struct tl_cell_snap b = {.state = TL_CELL_BYTES,
+                             .dirty = true,
+                             .bytes = (const uint8_t *)"hello",
+                             .len = 5,
+                             .expire_ms = 77};
     CHECK(tl_cell_write(m, c, &b));
     tl_cell_read(m, c, &s);
     CHECK_EQ_INT(s.state, TL_CELL_BYTES);
@@ -83,9 +86,9 @@ static void test_full(void)
     tl_memtable_free(m);
 }
 
-#define THREADS 4
+#define THREADS         4
 #define KEYS_PER_THREAD 20000
-#define SHARED_KEYS 5000
+#define SHARED_KEYS     5000
 
 struct worker {
     struct tl_memtable *m;
@@ -144,36 +147,42 @@ struct flip {
     struct tl_memtable *m;
     struct tl_cell *c;
     _Atomic int stop;
+    _Atomic long writes;
 };
+
+/* Reads the reader makes while the writer flips the cell. */
+#define FLIP_READS 300000
 
 static void *flip_writer(void *arg)
 {
     struct flip *f = arg;
-    for (int i = 0; i < 200000; i++) {
+    for (long i = 0; !atomic_load(&f->stop); i++) {
         struct tl_cell_snap s;
         if (i % 2)
             s = (struct tl_cell_snap){.state = TL_CELL_INT, .ival = 1, .expire_ms = 1};
         else
-            s = (struct tl_cell_snap){.state = TL_CELL_BYTES, .bytes = (const uint8_t *)"xy",
-                                      .len = 2, .expire_ms = 2};
+            s = (struct tl_cell_snap){
+                .state = TL_CELL_BYTES, .bytes = (const uint8_t *)"xy", .len = 2, .expire_ms = 2};
         if (!tl_cell_write(f->m, f->c, &s))
-            break;
+            break; /* arena spent: the reader still finishes its reads */
+        atomic_fetch_add(&f->writes, 1);
     }
-    atomic_store(&f->stop, 1);
     return NULL;
 }
 
 static void test_seqlock(void)
 {
-    struct tl_memtable *m = tl_memtable_new(16 << 20);
+    struct tl_memtable *m = tl_memtable_new(64 << 20);
     struct tl_cell_snap first = {.state = TL_CELL_INT, .ival = 1, .expire_ms = 1};
     bool inserted;
-    struct flip f = {.m = m, .c = tl_memtable_insert(m, "k", 1, tl_hash64("k", 1), &first,
-                                                     &inserted)};
+    struct flip f = {.m = m,
+                     .c = tl_memtable_insert(m, "k", 1, tl_hash64("k", 1), &first, &inserted)};
     pthread_t t;
     pthread_create(&t, NULL, flip_writer, &f);
     long reads = 0;
-    while (!atomic_load(&f.stop)) {
+    while (atomic_load(&f.writes) == 0)
+        ; /* start reading once the writer runs */
+    for (; reads < FLIP_READS; reads++) {
         struct tl_cell_snap s;
         tl_cell_read(m, f.c, &s);
         if (s.state == TL_CELL_INT)
@@ -181,10 +190,10 @@ static void test_seqlock(void)
         else
             CHECK(s.state == TL_CELL_BYTES && s.len == 2 && memcmp(s.bytes, "xy", 2) == 0 &&
                   s.expire_ms == 2);
-        reads++;
     }
+    atomic_store(&f.stop, 1);
     pthread_join(t, NULL);
-    CHECK(reads > 0);
+    CHECK(atomic_load(&f.writes) > 0);
     tl_memtable_free(m);
 }
 
