@@ -21,6 +21,13 @@
  * durable_seq means "as durable as the fsync mode makes it": under TL_FSYNC_NO it follows
  * written_seq; otherwise it is the last record covered by a completed fdatasync.
  *
+ * Committing in the waiter's thread. A caller of tl_wal_wait for WRITTEN (or DURABLE under
+ * ALWAYS) does not hand over to the commit thread and wait for it to come back: it takes the
+ * committer's turn itself (commit_turn_locked) and writes the whole buffer, for every appender
+ * so far. One thread commits at a time (committing, turn_cv); others wait for the turn and find
+ * their records written. The commit thread still writes whatever nobody waits for, and keeps
+ * the everysec timer: a waiter never pays for the timer's sync.
+ *
  * Rolling. tl_wal_roll puts a roll marker in the active buffer: the number of the new segment and
  * the offset where its records start. When the commit thread takes a buffer with a marker, it
  * writes the part before the marker to the old segment with a sync (whatever the mode, so a
@@ -98,6 +105,7 @@ struct tl_wal {
     pthread_cond_t commit_cv; /* the commit thread waits for work (CLOCK_MONOTONIC) */
     pthread_cond_t space_cv;  /* appenders and rollers wait for a buffer swap */
     pthread_cond_t done_cv;   /* tl_wal_wait and tl_wal_sync wait for progress */
+    pthread_cond_t turn_cv;   /* a committer finished: another may take its turn */
 
     /* Under mu. */
     struct wal_buf bufs[2];
@@ -105,6 +113,7 @@ struct tl_wal {
     uint64_t next_seq;
     uint64_t last_number; /* the newest segment number (opened or rolled to) */
     bool commit_idle;     /* the commit thread waits on commit_cv */
+    bool committing;      /* a thread (the commit thread or a waiter) is writing a buffer */
     int space_waiters;
     int done_waiters;
     uint64_t sync_target; /* tl_wal_sync wants synced_seq >= this */
@@ -271,7 +280,7 @@ static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
 }
 
 /* Writes one buffer taken from the appenders, handling its roll marker. */
-static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync)
+static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync, bool timer_sync)
 {
     size_t start = 0;
     int rc;
@@ -289,9 +298,9 @@ static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync)
         w->seg_off = TL_WAL_HEADER_BYTES;
         start = b->roll_off;
     }
-    bool sync =
-        force_sync || w->mode == TL_FSYNC_ALWAYS ||
-        (w->mode == TL_FSYNC_EVERYSEC && elapsed_ms(&w->last_sync) >= TL_WAL_SYNC_INTERVAL_MS);
+    bool sync = force_sync || w->mode == TL_FSYNC_ALWAYS ||
+                (timer_sync && w->mode == TL_FSYNC_EVERYSEC &&
+                 elapsed_ms(&w->last_sync) >= TL_WAL_SYNC_INTERVAL_MS);
     rc = write_part(w, b->data + start, b->len - start, sync);
     if (rc < 0)
         return rc;
@@ -336,37 +345,60 @@ static bool commit_wait_locked(struct tl_wal *w)
     }
 }
 
+/*
+ * One committer's turn, holding mu on entry and on return: takes the appenders' buffer and
+ * writes it (and syncs, as force_sync, the mode and, with timer_sync, the everysec timer say).
+ * Only one thread commits at a time (committing), so the other buffer is always free to swap.
+ */
+static void commit_turn_locked(struct tl_wal *w, bool force_sync, bool timer_sync)
+{
+    w->committing = true;
+    struct wal_buf *b = w->active;
+    w->active = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
+    if (w->space_waiters)
+        pthread_cond_broadcast(&w->space_cv);
+    pthread_mutex_unlock(&w->mu);
+
+    int rc = commit_buffer(w, b, force_sync, timer_sync);
+    b->len = 0;
+    b->last_seq = 0;
+    b->has_roll = false;
+    if (b->cap > WAL_BUFFER_KEEP_BYTES) {
+        uint8_t *small = realloc(b->data, WAL_BUFFER_INITIAL_BYTES);
+        if (small) {
+            b->data = small;
+            b->cap = WAL_BUFFER_INITIAL_BYTES;
+        }
+    }
+
+    pthread_mutex_lock(&w->mu);
+    if (rc < 0 && !w->failed) {
+        w->failed = rc;
+        snprintf(w->fail_msg, sizeof w->fail_msg, "%s", tl_last_error());
+        pthread_cond_broadcast(&w->space_cv);
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    w->committing = false;
+    pthread_cond_broadcast(&w->turn_cv);
+    /* After a waiter's turn, an idle commit thread looks again: it owns the everysec timer
+     * for what the waiter wrote without syncing. */
+    if (w->commit_idle) {
+        w->commit_idle = false;
+        pthread_cond_signal(&w->commit_cv);
+    }
+}
+
 static void *commit_main(void *arg)
 {
     struct tl_wal *w = arg;
     pthread_mutex_lock(&w->mu);
     while (commit_wait_locked(w)) {
-        struct wal_buf *b = w->active;
-        w->active = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
-        bool force_sync = w->closing || w->sync_target > w->synced_seq;
-        if (w->space_waiters)
-            pthread_cond_broadcast(&w->space_cv);
-        pthread_mutex_unlock(&w->mu);
-
-        int rc = commit_buffer(w, b, force_sync);
-        b->len = 0;
-        b->last_seq = 0;
-        b->has_roll = false;
-        if (b->cap > WAL_BUFFER_KEEP_BYTES) {
-            uint8_t *small = realloc(b->data, WAL_BUFFER_INITIAL_BYTES);
-            if (small) {
-                b->data = small;
-                b->cap = WAL_BUFFER_INITIAL_BYTES;
-            }
+        if (w->committing) {
+            /* A waiter is writing in its own thread; look again when it is done. */
+            pthread_cond_wait(&w->turn_cv, &w->mu);
+            continue;
         }
-
-        pthread_mutex_lock(&w->mu);
-        if (rc < 0 && !w->failed) {
-            w->failed = rc;
-            snprintf(w->fail_msg, sizeof w->fail_msg, "%s", tl_last_error());
-            pthread_cond_broadcast(&w->space_cv);
-            pthread_cond_broadcast(&w->done_cv);
-        }
+        commit_turn_locked(w, w->closing || w->sync_target > w->synced_seq, true);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -419,6 +451,7 @@ int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsy
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&w->space_cv, NULL);
     pthread_cond_init(&w->done_cv, NULL);
+    pthread_cond_init(&w->turn_cv, NULL);
     pthread_mutex_init(&w->mu, NULL);
 
     rc = segment_create(dir, number, w->seg_path, sizeof w->seg_path, &w->fd);
@@ -445,6 +478,7 @@ fail_sync:
     pthread_cond_destroy(&w->commit_cv);
     pthread_cond_destroy(&w->space_cv);
     pthread_cond_destroy(&w->done_cv);
+    pthread_cond_destroy(&w->turn_cv);
 fail:
     free(w->bufs[0].data);
     free(w->bufs[1].data);
@@ -567,7 +601,20 @@ int tl_wal_wait(struct tl_wal *w, uint64_t seq, enum tl_wait what)
                       seq, w->next_seq);
         goto out;
     }
+    /* Written, or durable under ALWAYS: rather than hand over to the commit thread and wait
+     * for it to come back (two thread switches), the waiter commits what is buffered itself,
+     * for every appender so far; a waiter that finds another committing waits for its turn.
+     * Durable under EVERYSEC waits for the commit thread's timer. */
+    bool write_through = what == TL_WAIT_WRITTEN || w->mode == TL_FSYNC_ALWAYS;
     while (!w->failed && atomic_load(progress) < seq) {
+        if (write_through && !w->committing) {
+            commit_turn_locked(w, what == TL_WAIT_DURABLE, false);
+            continue;
+        }
+        if (write_through) {
+            pthread_cond_wait(&w->turn_cv, &w->mu);
+            continue;
+        }
         w->done_waiters++;
         pthread_cond_wait(&w->done_cv, &w->mu);
         w->done_waiters--;
@@ -652,6 +699,7 @@ int tl_wal_close(struct tl_wal *w)
     pthread_cond_destroy(&w->commit_cv);
     pthread_cond_destroy(&w->space_cv);
     pthread_cond_destroy(&w->done_cv);
+    pthread_cond_destroy(&w->turn_cv);
     free(w->bufs[0].data);
     free(w->bufs[1].data);
     free(w->dir);
