@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tallystore.h"
 
@@ -86,6 +87,12 @@ void tl_config_print_help(FILE *out);
 enum tl_log_level { TL_LOG_DEBUG, TL_LOG_VERBOSE, TL_LOG_NOTICE, TL_LOG_WARNING };
 void tl_log_open(const char *path, int level);
 void tl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- glob patterns (glob.c) ------------------------------------------------------------------- */
+
+/* Whether subject s matches the glob pattern (KEYS, SCAN MATCH, CONFIG GET): ? * [set] [^set]
+ * [a-z] and \x escapes, over bytes with explicit lengths; nocase folds ASCII letters. */
+bool tl_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase);
 
 /* ---- clients -------------------------------------------------------------------------------- */
 
@@ -160,10 +167,16 @@ struct tl_parse_limits {
     long long max_bulk_len;
     long long max_multibulk_len;
     long long inline_max_size;
+    /* The client has not authenticated (requirepass is set): as Redis 7, more than 10
+     * arguments or an argument over 16384 bytes is refused before it is buffered. */
+    bool unauthenticated;
 };
 /* Parses one request (RESP multibulk, or an inline command line) from buf. args' arrays are
  * malloc'd (free with tl_args_free); each argument is copied and NUL-terminated. An empty
- * line or "*0" yields argc 0 (skip it). */
+ * line or "*0" yields argc 0 (skip it). On TL_PARSE_ERROR, err holds the whole error line
+ * after '-', ready for tl_reply_error ("ERR Protocol error: invalid bulk length"). On
+ * TL_PARSE_NEED_MORE, *consumed is a lower bound (> len) of the bytes the request needs: a
+ * caller may wait until that many are buffered before calling again. */
 int tl_parse_request(const char *buf, size_t len, const struct tl_parse_limits *lim,
                      struct tl_args *args, size_t *consumed, char *err, size_t errlen);
 void tl_args_free(struct tl_args *args);
@@ -203,6 +216,7 @@ struct tl_command {
 extern const struct tl_command tl_commands_string[];
 extern const struct tl_command tl_commands_keys[];
 extern const struct tl_command tl_commands_server[];
+extern const struct tl_command tl_commands_transactions[]; /* MULTI, EXEC, DISCARD (commands.c) */
 
 /* Looks up a command by name, case-insensitive. */
 const struct tl_command *tl_command_lookup(const char *name, size_t len);
@@ -212,6 +226,8 @@ size_t tl_command_count(void);
 
 /* Runs one request: auth check, lookup, arity, MULTI queueing, then the handler. */
 void tl_dispatch(struct tl_client *c, struct tl_args *a);
+/* Drops the client's MULTI state and queued commands (RESET; net.c when it frees a client). */
+void tl_multi_discard(struct tl_client *c);
 
 /* Errors every command shares, with Redis's exact text. */
 void tl_reply_wrong_arity(struct tl_client *c, const char *cmd_name);
@@ -250,7 +266,9 @@ struct tl_server {
     struct tl_worker **workers;
     _Atomic bool shutting_down;
 
-    /* MULTI/EXEC atomicity: every command holds it shared, EXEC holds it exclusive. */
+    /* MULTI/EXEC atomicity. EXEC holds exec_lock exclusive while it runs. An ordinary command
+     * only marks a flag of its thread (cheaper than a shared rwlock on every command) and
+     * takes exec_lock shared just to wait when an EXEC is pending; see commands.c. */
     pthread_rwlock_t exec_lock;
 
     /* Every client, for CLIENT LIST/KILL and INFO clients. */
@@ -263,9 +281,14 @@ struct tl_server {
     pthread_mutex_t scan_lock;
     void *scan_cursors;
 
+    /* SLOWLOG, under slowlog_lock. A ring of slowlog_cap entries (commands.c allocates it at
+     * the first entry, and resizes it to slowlog_max_len, keeping the newest, at the next entry
+     * after a change): slowlog_head is where the next entry goes, the newest is at
+     * head - 1 and the i-th newest at (head - 1 - i) mod cap, for i < slowlog_len. An entry's
+     * argv, len and bytes are one allocation: free(e->argv) releases them (SLOWLOG RESET). */
     pthread_mutex_t slowlog_lock;
-    struct tl_slowlog_entry *slowlog; /* ring of slowlog_max_len */
-    size_t slowlog_len, slowlog_head;
+    struct tl_slowlog_entry *slowlog;
+    size_t slowlog_len, slowlog_head, slowlog_cap;
     uint64_t slowlog_next_id;
 
     /* Statistics for INFO. */
@@ -273,11 +296,17 @@ struct tl_server {
     _Atomic uint64_t net_input_bytes, net_output_bytes;
     _Atomic uint64_t expired_keys, keyspace_hits, keyspace_misses;
     _Atomic uint64_t output_limit_disconnections, protocol_errors;
+
+    char config_file[4096]; /* the --config file as given (main.c); "" if none. INFO shows it */
 };
 
 extern struct tl_server *tl_srv;
 
 int64_t tl_now_ms(void);
+
+/* Asks the main thread to stop the server as SIGTERM does (SHUTDOWN); returns at once and may
+ * be called from any thread (main.c). */
+void tl_server_request_shutdown(void);
 
 /* Registry (commands_server.c uses it for CLIENT LIST/KILL). */
 void tl_client_register(struct tl_client *c);

@@ -1,0 +1,2163 @@
+/*
+ * test_server.c - tallyd's commands, end to end through hiredis.
+ *
+ * Starts tallyd on a free loopback port with a temporary --dir and checks, with exact values:
+ * - strings: GET and SET with every option (EX PX EXAT PXAT NX XX KEEPTTL GET), SETNX, SETEX,
+ *   PSETEX, GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, INCR/DECR/INCRBY/DECRBY, INCRBYFLOAT,
+ *   APPEND, STRLEN, binary-safe keys and values, and their error replies;
+ * - INCREX: increments, bounds, SATURATE, the type's limits, EX/PX/EXAT/PXAT/PERSIST and ENX;
+ * - keys: DEL, UNLINK, EXISTS, TYPE, EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT with NX XX GT LT, TTL,
+ *   PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, KEYS with glob patterns, DBSIZE, FLUSHALL,
+ *   FLUSHDB, and SCAN (MATCH, COUNT, TYPE): a full iteration over 10,000 keys returns every key
+ *   (at least once, Redis's guarantee) and nothing else;
+ * - connection: PING, ECHO, HELLO 2/3 (RESP3's map, null and double, read over a raw socket
+ *   since Debian's hiredis 0.14 predates RESP3), AUTH against a second server started with
+ *   --requirepass, CLIENT ID/SETNAME/GETNAME/LIST/INFO/KILL, SELECT, RESET, QUIT;
+ * - server: INFO and its sections, CONFIG GET/SET, COMMAND COUNT/INFO/DOCS/LIST, TIME, SLOWLOG;
+ * - pipelining of 10,000 commands; MULTI/EXEC atomicity against a concurrent reader (it only
+ *   ever sees multiples of 1000); expiry of a 50 ms TTL (polled, at most 1 s); a restart after
+ *   SIGTERM keeps every value and TTL; kill -9 under --fsync always loses no acknowledged INCR.
+ *
+ * Each failed check prints its line, the command, what was expected and what came back; the
+ * test goes on and ends with "N passed, M failed". A lost connection ends it at once.
+ *
+ * Environment: TALLYD (else server/tallyd, ../server/tallyd); TALLY_TEST_SERVER=redis runs the
+ * same checks against redis-server (Tally's own commands are skipped there), to check the test.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define REPLY_TIMEOUT_S 10
+#define TEST_ALARM_S    300
+#define PIPELINE_N      10000
+#define SCAN_KEYS       10000
+#define SCAN_MAX_CALLS  100000
+#define MULTI_ROUNDS    30
+#define MULTI_BATCH     1000
+#define EXPIRY_POLL_MS  1000
+#define CRASH_ROUNDS    3
+#define CRASH_KEYS      4
+#define CRASH_BATCH     32
+#define CRASH_MIN_ACKED 2000
+#define CRASH_WAIT_MS   10000
+#define BIG_VALUE_BYTES (1 << 20)
+
+/* ---- the server under test (the same helper is in each server test) --------------------- */
+
+#define SRV_MAX      4
+#define SRV_WAIT_MS  10000
+#define SRV_STOP_MS  15000
+#define SRV_MAX_OPTS 16
+
+struct test_server {
+    pid_t pid;
+    int port;
+    char dir[4096]; /* the data directory */
+    char log[4200]; /* the server's stdout and stderr */
+    int n_opts;
+    const char *opts[2 * SRV_MAX_OPTS]; /* name, value: --name value */
+};
+
+static struct test_server *srv_running[SRV_MAX];
+
+/* TALLY_TEST_SERVER=redis runs a real redis-server instead: a check of the test itself. */
+static bool srv_is_redis(void)
+{
+    const char *e = getenv("TALLY_TEST_SERVER");
+    return e && strcmp(e, "redis") == 0;
+}
+
+static const char *srv_binary(void)
+{
+    if (srv_is_redis())
+        return "redis-server";
+    const char *e = getenv("TALLYD");
+    if (e && *e)
+        return e;
+    if (access("server/tallyd", X_OK) == 0)
+        return "server/tallyd";
+    if (access("../server/tallyd", X_OK) == 0)
+        return "../server/tallyd";
+    fprintf(stderr, "tallyd not found: set TALLYD, or build server/tallyd\n");
+    exit(1);
+}
+
+static int srv_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+        perror("free port");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void srv_kill_all(void)
+{
+    for (int i = 0; i < SRV_MAX; i++)
+        if (srv_running[i] && srv_running[i]->pid > 0)
+            kill(srv_running[i]->pid, SIGKILL);
+}
+
+static void srv_on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "test timed out: killing the servers\n";
+    srv_kill_all();
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(1);
+    _exit(1);
+}
+
+static void srv_atexit(void)
+{
+    for (int i = 0; i < SRV_MAX; i++) {
+        if (srv_running[i] && srv_running[i]->pid > 0) {
+            kill(srv_running[i]->pid, SIGKILL);
+            waitpid(srv_running[i]->pid, NULL, 0);
+            srv_running[i]->pid = 0;
+        }
+    }
+}
+
+/* Bounds the whole test in time; the servers die with the test (PR_SET_PDEATHSIG). */
+static void srv_setup(unsigned alarm_s)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, srv_on_alarm);
+    alarm(alarm_s);
+    atexit(srv_atexit);
+}
+
+static void srv_print_log(const struct test_server *s)
+{
+    char cmd[4400];
+    fprintf(stderr, "--- %s (last lines) ---\n", s->log);
+    fflush(stderr);
+    snprintf(cmd, sizeof cmd, "tail -n 40 '%s' >&2", s->log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+}
+
+/* Whether the server answers PING with anything but -LOADING (a restarted server accepts
+ * connections while it still loads its data). */
+static bool srv_answers(int fd)
+{
+    struct timeval tv = {.tv_sec = 5};
+    char line[64];
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (send(fd, "PING\r\n", 6, MSG_NOSIGNAL) != 6)
+        return false;
+    ssize_t n = recv(fd, line, sizeof line - 1, 0);
+    if (n <= 0)
+        return false;
+    line[n] = 0;
+    return strncmp(line, "-LOADING", 8) != 0;
+}
+
+/* Starts the server on a free loopback port with the options in s->opts, and waits until it
+ * accepts connections. Exits 77 when tallyd reports that io_uring is unavailable. */
+static void srv_start(struct test_server *s)
+{
+    const char *bin = srv_binary();
+    bool redis = srv_is_redis();
+    s->port = srv_free_port();
+    const char *argv[8 + 4 * SRV_MAX_OPTS];
+    char port[16], olimit[64];
+    int n = 0;
+    snprintf(port, sizeof port, "%d", s->port);
+    argv[n++] = bin;
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--dir";
+    argv[n++] = s->dir;
+    if (redis) {
+        argv[n++] = "--save";
+        argv[n++] = "";
+        argv[n++] = "--appendonly";
+        argv[n++] = "yes";
+    }
+    for (int i = 0; i < s->n_opts; i++) {
+        const char *name = s->opts[2 * i], *value = s->opts[2 * i + 1];
+        if (redis && strcmp(name, "fsync") == 0) {
+            name = "appendfsync";
+        } else if (redis && strcmp(name, "client-output-buffer-limit") == 0) {
+            snprintf(olimit, sizeof olimit, "normal %s %s 0", value, value);
+            value = olimit;
+        } else if (redis && strcmp(name, "io-threads") == 0) {
+            continue;
+        }
+        static char names[SRV_MAX_OPTS][128];
+        snprintf(names[i], sizeof names[i], "--%s", name);
+        argv[n++] = names[i];
+        argv[n++] = value;
+    }
+    argv[n] = NULL;
+    snprintf(s->log, sizeof s->log, "%s.log", s->dir);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *log = freopen(s->log, "a", stderr);
+        if (!log || dup2(2, 1) < 0)
+            _exit(126);
+        execvp(bin, (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    s->pid = pid;
+    for (int i = 0; i < SRV_MAX; i++) {
+        if (!srv_running[i] || srv_running[i] == s) {
+            srv_running[i] = s;
+            break;
+        }
+    }
+    for (int waited = 0; waited < SRV_WAIT_MS; waited += 10) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = 0;
+            srv_print_log(s);
+            char cmd[4400];
+            snprintf(cmd, sizeof cmd, "grep -qi 'io_uring' '%s'", s->log);
+            if (system(cmd) == 0) {
+                fprintf(stderr, "SKIP: the server cannot use io_uring here\n");
+                exit(TEST_SKIP);
+            }
+            fprintf(stderr, "%s exited at start (status %d)\n", bin, st);
+            exit(1);
+        }
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)s->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+        if (rc == 0 && srv_answers(fd)) {
+            close(fd);
+            return;
+        }
+        close(fd);
+        usleep(10000);
+    }
+    srv_print_log(s);
+    fprintf(stderr, "%s did not accept connections on port %d within %d ms\n", bin, s->port,
+            SRV_WAIT_MS);
+    exit(1);
+}
+
+/* Sends sig and waits for the exit (SIGKILL after SRV_STOP_MS). Returns the wait status. */
+static int srv_stop_with(struct test_server *s, int sig)
+{
+    int st = 0;
+    if (s->pid <= 0)
+        return 0;
+    kill(s->pid, sig);
+    for (int waited = 0;; waited += 10) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid)
+            break;
+        if (waited >= SRV_STOP_MS) {
+            fprintf(stderr, "server %d did not stop within %d ms of signal %d: killing it\n",
+                    (int)s->pid, SRV_STOP_MS, sig);
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+            st = -1;
+            break;
+        }
+        usleep(10000);
+    }
+    s->pid = 0;
+    return st;
+}
+
+__attribute__((unused)) static void srv_add_opt(struct test_server *s, const char *name,
+                                                const char *value)
+{
+    if (s->n_opts >= SRV_MAX_OPTS)
+        exit(1);
+    s->opts[2 * s->n_opts] = name;
+    s->opts[2 * s->n_opts + 1] = value;
+    s->n_opts++;
+}
+
+/* A fresh data directory under a temporary directory for the test. */
+static void srv_init(struct test_server *s, const char *tmpdir, const char *name)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s/%s", tmpdir, name);
+    if (mkdir(s->dir, 0700) < 0 && errno != EEXIST) {
+        perror(s->dir);
+        exit(1);
+    }
+}
+
+/* ---- raw RESP over a socket ----------------------------------------------------------------- */
+
+struct conn {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static int conn_open(struct conn *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->cap = 0;
+}
+
+static int conn_send(struct conn *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Sends argv as a RESP multibulk. */
+static int conn_send_cmd(struct conn *c, int argc, char **argv, const size_t *lens)
+{
+    size_t cap = 32;
+    for (int i = 0; i < argc; i++)
+        cap += lens[i] + 32;
+    char *out = malloc(cap);
+    if (!out)
+        return -1;
+    size_t n = (size_t)snprintf(out, cap, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++) {
+        n += (size_t)snprintf(out + n, cap - n, "$%zu\r\n", lens[i]);
+        memcpy(out + n, argv[i], lens[i]);
+        n += lens[i];
+        memcpy(out + n, "\r\n", 2);
+        n += 2;
+    }
+    int rc = conn_send(c, out, n);
+    free(out);
+    return rc;
+}
+
+/* Length of the line at p (up to and including CRLF), or 0 when incomplete. */
+static size_t resp_line(const char *p, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (p[i] == '\r' && p[i + 1] == '\n')
+            return i + 2;
+    return 0;
+}
+
+#define RESP_INCOMPLETE (-1)
+#define RESP_MALFORMED  (-2)
+#define RESP_MAX_DEPTH  32
+
+/* The length of the complete RESP2 or RESP3 frame at p, RESP_INCOMPLETE or RESP_MALFORMED. */
+static long resp_frame(const char *p, size_t len, int depth)
+{
+    if (len == 0)
+        return RESP_INCOMPLETE;
+    if (depth > RESP_MAX_DEPTH)
+        return RESP_MALFORMED;
+    size_t line = resp_line(p, len);
+    if (line == 0)
+        return RESP_INCOMPLETE;
+    char num[32];
+    size_t nl = line - 3 < sizeof num - 1 ? line - 3 : sizeof num - 1;
+    memcpy(num, p + 1, nl);
+    num[nl] = 0;
+    switch (p[0]) {
+    case '+':
+    case '-':
+    case ':':
+    case '_':
+    case ',':
+    case '#':
+    case '(':
+        return (long)line;
+    case '$':
+    case '!':
+    case '=': {
+        char *end;
+        long n = strtol(num, &end, 10);
+        if (*end || end == num)
+            return RESP_MALFORMED;
+        if (n < 0)
+            return (long)line;
+        if (line + (size_t)n + 2 > len)
+            return RESP_INCOMPLETE;
+        return (long)(line + (size_t)n + 2);
+    }
+    case '*':
+    case '~':
+    case '>':
+    case '%':
+    case '|': {
+        char *end;
+        long n = strtol(num, &end, 10);
+        if (*end || end == num)
+            return RESP_MALFORMED;
+        if (n < 0)
+            return (long)line;
+        if (p[0] == '%' || p[0] == '|')
+            n *= 2;
+        size_t pos = line;
+        for (long i = 0; i < n; i++) {
+            long f = resp_frame(p + pos, len - pos, depth + 1);
+            if (f < 0)
+                return f;
+            pos += (size_t)f;
+        }
+        if (p[0] == '|') { /* an attribute precedes the reply it annotates */
+            long f = resp_frame(p + pos, len - pos, depth + 1);
+            if (f < 0)
+                return f;
+            pos += (size_t)f;
+        }
+        return (long)pos;
+    }
+    default:
+        return RESP_MALFORMED;
+    }
+}
+
+/* Reads exactly one reply; *out points into c->buf and is valid until the next read.
+ * Returns its length, or -1 on a closed connection, a timeout or a malformed frame. */
+static long conn_read_reply(struct conn *c, const char **out, const char **why)
+{
+    for (;;) {
+        long f = resp_frame(c->buf, c->len, 0);
+        if (f == RESP_MALFORMED) {
+            *why = "malformed reply";
+            return -1;
+        }
+        if (f > 0) {
+            *out = c->buf;
+            return f;
+        }
+        if (c->cap - c->len < 65536) {
+            size_t cap = c->cap ? c->cap * 2 : 131072;
+            char *b = realloc(c->buf, cap);
+            if (!b)
+                exit(1);
+            c->buf = b;
+            c->cap = cap;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            *why = "connection closed";
+            return -1;
+        }
+        if (r < 0) {
+            *why = errno == EAGAIN ? "timed out" : strerror(errno);
+            return -1;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+/* Drops the reply just read. */
+static void conn_consume(struct conn *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* ---- checks that report and go on ----------------------------------------------------------- */
+
+static int n_passed, n_failed;
+static char last_cmd[512]; /* the request being checked, as redis-cli would show it */
+static int g_port;         /* the main server */
+static bool g_redis;       /* running against redis-server: skip Tally's own commands */
+
+static void fail_at(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail_at(int line, const char *fmt, ...)
+{
+    va_list ap;
+    n_failed++;
+    printf("FAIL line %d: %s\n  ", line, last_cmd);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void pass(void)
+{
+    n_passed++;
+}
+
+static void escape_into(char *out, size_t cap, const char *p, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 8 < cap; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r')
+            o += (size_t)snprintf(out + o, cap - o, "\\r");
+        else if (ch == '\n')
+            o += (size_t)snprintf(out + o, cap - o, "\\n");
+        else if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    if (o + 8 >= cap && cap > 4)
+        o = (size_t)snprintf(out + cap - 5, 5, "...") + cap - 5;
+    out[o < cap ? o : cap - 1] = 0;
+}
+
+/* The request as text: each argument quoted, from hiredis's RESP encoding of it. */
+static void describe_request(const char *resp, size_t len, char *out, size_t cap)
+{
+    size_t o = 0, pos = 0;
+    out[0] = 0;
+    const char *nl = memchr(resp, '\n', len);
+    if (!nl)
+        return;
+    pos = (size_t)(nl - resp) + 1;
+    while (pos < len && o + 16 < cap) {
+        long n = strtol(resp + pos + 1, NULL, 10);
+        nl = memchr(resp + pos, '\n', len - pos);
+        if (!nl || n < 0)
+            break;
+        pos = (size_t)(nl - resp) + 1;
+        char arg[200];
+        escape_into(arg, sizeof arg, resp + pos, (size_t)n < 150 ? (size_t)n : 150);
+        o += (size_t)snprintf(out + o, cap - o, "%s\"%s\"", o ? " " : "", arg);
+        pos += (size_t)n + 2;
+    }
+}
+
+static void describe_reply(const redisReply *r, char *out, size_t cap)
+{
+    char s[300];
+    if (!r) {
+        snprintf(out, cap, "(no reply)");
+        return;
+    }
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+        escape_into(s, sizeof s, r->str, r->len);
+        snprintf(out, cap, "\"%s\"", s);
+        break;
+    case REDIS_REPLY_INTEGER:
+        snprintf(out, cap, "(integer) %lld", r->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        snprintf(out, cap, "(nil)");
+        break;
+    case REDIS_REPLY_STATUS:
+        escape_into(s, sizeof s, r->str, r->len);
+        snprintf(out, cap, "(status) %s", s);
+        break;
+    case REDIS_REPLY_ERROR:
+        escape_into(s, sizeof s, r->str, r->len);
+        snprintf(out, cap, "(error) %s", s);
+        break;
+    case REDIS_REPLY_ARRAY: {
+        size_t o = (size_t)snprintf(out, cap, "(array of %zu)", r->elements);
+        for (size_t i = 0; i < r->elements && i < 6 && o + 40 < cap; i++) {
+            describe_reply(r->element[i], s, sizeof s);
+            o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : " ", s);
+        }
+        if (r->elements > 6 && o + 8 < cap)
+            snprintf(out + o, cap - o, ", ...");
+        break;
+    }
+    default:
+        snprintf(out, cap, "(type %d)", r->type);
+    }
+}
+
+static redisContext *connect_port(int port)
+{
+    struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "cannot connect to 127.0.0.1:%d: %s\n", port, c ? c->errstr : "oom");
+        exit(1);
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* Sends one command (hiredis's format) and returns its reply; NULL with *err on a connection
+ * error. */
+static redisReply *vcmd_try(redisContext *c, const char *fmt, va_list ap)
+{
+    char *resp;
+    int len = redisvFormatCommand(&resp, fmt, ap);
+    if (len < 0) {
+        fprintf(stderr, "bad command format %s\n", fmt);
+        exit(1);
+    }
+    describe_request(resp, (size_t)len, last_cmd, sizeof last_cmd);
+    redisAppendFormattedCommand(c, resp, (size_t)len);
+    redisFreeCommand(resp);
+    void *r = NULL;
+    if (redisGetReply(c, &r) != REDIS_OK)
+        return NULL;
+    return r;
+}
+
+static redisReply *cmd_try(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = vcmd_try(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* As cmd_try, but a lost connection ends the test: the server probably died. */
+static redisReply *cmd_at(int line, redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = vcmd_try(c, fmt, ap);
+    va_end(ap);
+    if (!r) {
+        printf("FAIL line %d: %s\n  connection error: %s (did the server die?)\n", line, last_cmd,
+               c->errstr);
+        printf("%d passed, %d failed\n", n_passed, n_failed + 1);
+        exit(1);
+    }
+    return r;
+}
+#define CMD(c, ...) cmd_at(__LINE__, (c), __VA_ARGS__)
+
+static void expect_int(int line, redisReply *r, long long v)
+{
+    char got[600];
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == v) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected (integer) %lld, got %s", v, got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_INT(r, v) expect_int(__LINE__, (r), (v))
+
+static void expect_range(int line, redisReply *r, long long lo, long long hi)
+{
+    char got[600];
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= lo && r->integer <= hi) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected an integer in [%lld, %lld], got %s", lo, hi, got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_RANGE(r, lo, hi) expect_range(__LINE__, (r), (lo), (hi))
+
+static void expect_strn(int line, redisReply *r, const char *s, size_t n)
+{
+    char got[600], want[300];
+    if (r->type == REDIS_REPLY_STRING && r->len == n && memcmp(r->str, s, n) == 0) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        escape_into(want, sizeof want, s, n);
+        fail_at(line, "expected \"%s\", got %s", want, got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_STR(r, s) expect_strn(__LINE__, (r), (s), strlen(s))
+
+static void expect_status(int line, redisReply *r, const char *s)
+{
+    char got[600];
+    if (r->type == REDIS_REPLY_STATUS && strcmp(r->str, s) == 0) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected (status) %s, got %s", s, got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_OK(r)        expect_status(__LINE__, (r), "OK")
+#define EXPECT_STATUS(r, s) expect_status(__LINE__, (r), (s))
+
+static void expect_nil(int line, redisReply *r)
+{
+    char got[600];
+    if (r->type == REDIS_REPLY_NIL) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected (nil), got %s", got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_NIL(r) expect_nil(__LINE__, (r))
+
+/* An error reply: exactly text, or starting with text when prefix. */
+static void expect_err(int line, redisReply *r, const char *text, bool prefix)
+{
+    char got[600];
+    if (r->type == REDIS_REPLY_ERROR &&
+        (prefix ? strncmp(r->str, text, strlen(text)) == 0 : strcmp(r->str, text) == 0)) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected (error) %s%s, got %s", text, prefix ? "..." : "", got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_ERR(r, s)        expect_err(__LINE__, (r), (s), false)
+#define EXPECT_ERR_PREFIX(r, s) expect_err(__LINE__, (r), (s), true)
+
+/* An array of bulk strings and nils, written as "a,b,(nil)"; sorted first when sorted. */
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void expect_list(int line, redisReply *r, const char *want, bool sorted)
+{
+    char got[600], joined[4096];
+    size_t o = 0;
+    bool ok = r->type == REDIS_REPLY_ARRAY;
+    if (ok) {
+        char **items = calloc(r->elements + 1, sizeof *items);
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = r->element[i];
+            if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS)
+                items[i] = strndup(e->str, e->len);
+            else if (e->type == REDIS_REPLY_NIL)
+                items[i] = strdup("(nil)");
+            else if (e->type == REDIS_REPLY_INTEGER)
+                asprintf(&items[i], "(integer) %lld", e->integer);
+            else
+                items[i] = strdup("(other)");
+        }
+        if (sorted)
+            qsort(items, r->elements, sizeof *items, cmp_str);
+        joined[0] = 0;
+        for (size_t i = 0; i < r->elements; i++) {
+            if (o + strlen(items[i]) + 2 < sizeof joined)
+                o +=
+                    (size_t)snprintf(joined + o, sizeof joined - o, "%s%s", i ? "," : "", items[i]);
+            free(items[i]);
+        }
+        free(items);
+        ok = strcmp(joined, want) == 0;
+    }
+    if (ok) {
+        pass();
+    } else {
+        describe_reply(r, got, sizeof got);
+        fail_at(line, "expected [%s]%s, got %s", want, sorted ? " (any order)" : "", got);
+    }
+    freeReplyObject(r);
+}
+#define EXPECT_LIST(r, s)        expect_list(__LINE__, (r), (s), false)
+#define EXPECT_SORTED_LIST(r, s) expect_list(__LINE__, (r), (s), true)
+
+#define CHECK_TRUE(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            pass();                                                                                \
+        else                                                                                       \
+            fail_at(__LINE__, __VA_ARGS__);                                                        \
+    } while (0)
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static redisContext *fresh(void)
+{
+    redisContext *c = connect_port(g_port);
+    EXPECT_OK(CMD(c, "FLUSHALL"));
+    return c;
+}
+
+/* ---- RESP3 over a raw socket (hiredis 0.14 cannot parse it) --------------------------------- */
+
+/* Sends argv (C strings, NULL-terminated) and returns one reply's bytes in a malloc'd copy. */
+static char *raw_cmd(struct conn *c, size_t *n, ...)
+{
+    char *argv[32];
+    size_t lens[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, n);
+    for (char *a; argc < 32 && (a = va_arg(ap, char *)) != NULL; argc++) {
+        argv[argc] = a;
+        lens[argc] = strlen(a);
+    }
+    va_end(ap);
+    char req[300];
+    size_t o = 0;
+    for (int i = 0; i < argc && o + 40 < sizeof req; i++)
+        o += (size_t)snprintf(req + o, sizeof req - o, "%s\"%.100s\"", i ? " " : "", argv[i]);
+    snprintf(last_cmd, sizeof last_cmd, "%s (raw)", req);
+    const char *r, *why = "";
+    long len;
+    if (conn_send_cmd(c, argc, argv, lens) < 0 || (len = conn_read_reply(c, &r, &why)) < 0) {
+        printf("FAIL: %s\n  %s\n", last_cmd, why);
+        printf("%d passed, %d failed\n", n_passed, n_failed + 1);
+        exit(1);
+    }
+    char *copy = malloc((size_t)len + 1);
+    memcpy(copy, r, (size_t)len);
+    copy[len] = 0;
+    *n = (size_t)len;
+    conn_consume(c, (size_t)len);
+    return copy;
+}
+
+static void expect_raw(int line, char *got, size_t n, const char *want, bool prefix)
+{
+    size_t wl = strlen(want);
+    if (prefix ? (n >= wl && memcmp(got, want, wl) == 0) : (n == wl && memcmp(got, want, n) == 0)) {
+        pass();
+    } else {
+        char g[600], w[300];
+        escape_into(g, sizeof g, got, n);
+        escape_into(w, sizeof w, want, wl);
+        fail_at(line, "expected \"%s\"%s, got \"%s\"", w, prefix ? "..." : "", g);
+    }
+    free(got);
+}
+#define RAW_EQ(c, want, ...)                                                                       \
+    do {                                                                                           \
+        size_t _n;                                                                                 \
+        char *_g = raw_cmd((c), &_n, __VA_ARGS__, (char *)NULL);                                   \
+        expect_raw(__LINE__, _g, _n, (want), false);                                               \
+    } while (0)
+#define RAW_PREFIX(c, want, ...)                                                                   \
+    do {                                                                                           \
+        size_t _n;                                                                                 \
+        char *_g = raw_cmd((c), &_n, __VA_ARGS__, (char *)NULL);                                   \
+        expect_raw(__LINE__, _g, _n, (want), true);                                                \
+    } while (0)
+
+/* ---- strings -------------------------------------------------------------------------------- */
+
+static void test_get_set(void)
+{
+    redisContext *c = fresh();
+    long long t = now_ms();
+    EXPECT_OK(CMD(c, "SET k v"));
+    EXPECT_STR(CMD(c, "GET k"), "v");
+    EXPECT_NIL(CMD(c, "GET missing"));
+    EXPECT_NIL(CMD(c, "SET k v2 NX"));
+    EXPECT_STR(CMD(c, "GET k"), "v");
+    EXPECT_OK(CMD(c, "SET k v3 XX"));
+    EXPECT_STR(CMD(c, "GET k"), "v3");
+    EXPECT_NIL(CMD(c, "SET nk v XX"));
+    EXPECT_INT(CMD(c, "EXISTS nk"), 0);
+    EXPECT_OK(CMD(c, "SET nk v NX"));
+    EXPECT_STR(CMD(c, "SET k v4 GET"), "v3");
+    EXPECT_NIL(CMD(c, "SET gk v GET"));
+    EXPECT_STR(CMD(c, "GET gk"), "v");
+    EXPECT_OK(CMD(c, "set lower case"));
+    EXPECT_STR(CMD(c, "get lower"), "case");
+
+    EXPECT_OK(CMD(c, "SET k v EX 100"));
+    EXPECT_RANGE(CMD(c, "TTL k"), 99, 100);
+    EXPECT_OK(CMD(c, "SET k v PX 100000"));
+    EXPECT_RANGE(CMD(c, "PTTL k"), 98000, 100000);
+    EXPECT_OK(CMD(c, "SET k v EXAT %lld", t / 1000 + 200));
+    EXPECT_RANGE(CMD(c, "TTL k"), 198, 200);
+    EXPECT_OK(CMD(c, "SET k v PXAT %lld", t + 300000));
+    EXPECT_RANGE(CMD(c, "PTTL k"), 298000, 300000);
+    EXPECT_RANGE(CMD(c, "PEXPIRETIME k"), t + 300000, t + 300000);
+    EXPECT_OK(CMD(c, "SET k v2 KEEPTTL"));
+    EXPECT_RANGE(CMD(c, "PTTL k"), 298000, 300000);
+    EXPECT_STR(CMD(c, "GET k"), "v2");
+    EXPECT_OK(CMD(c, "SET k v3"));
+    EXPECT_INT(CMD(c, "TTL k"), -1);
+    EXPECT_OK(CMD(c, "SET k v ex 100 xx"));
+    EXPECT_RANGE(CMD(c, "TTL k"), 99, 100);
+    EXPECT_STR(CMD(c, "SET k v5 XX KEEPTTL GET"), "v");
+    EXPECT_RANGE(CMD(c, "TTL k"), 99, 100);
+
+    EXPECT_ERR(CMD(c, "SET k v NX XX"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SET k v EX 10 PX 100"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SET k v EX 10 KEEPTTL"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SET k v EX"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SET k v FOO"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SET k v EX 0"), "ERR invalid expire time in 'set' command");
+    EXPECT_ERR(CMD(c, "SET k v PX -5"), "ERR invalid expire time in 'set' command");
+    EXPECT_ERR(CMD(c, "SET k v EX abc"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "SET k"), "ERR wrong number of arguments for 'set' command");
+    EXPECT_ERR(CMD(c, "GET"), "ERR wrong number of arguments for 'get' command");
+    EXPECT_ERR(CMD(c, "GET a b"), "ERR wrong number of arguments for 'get' command");
+    EXPECT_STR(CMD(c, "GET k"), "v5");
+
+    /* Binary-safe keys and values, the empty value, and a 1 MiB value. */
+    static const char bkey[] = "k\0\r\n ey", bval[] = "\0\r\n\xff value";
+    EXPECT_OK(CMD(c, "SET %b %b", bkey, sizeof bkey - 1, bval, sizeof bval - 1));
+    expect_strn(__LINE__, CMD(c, "GET %b", bkey, sizeof bkey - 1), bval, sizeof bval - 1);
+    EXPECT_OK(CMD(c, "SET empty %b", "", (size_t)0));
+    EXPECT_STR(CMD(c, "GET empty"), "");
+    EXPECT_INT(CMD(c, "STRLEN empty"), 0);
+    char *big = malloc(BIG_VALUE_BYTES);
+    uint64_t seed = 42;
+    for (size_t i = 0; i < BIG_VALUE_BYTES; i++)
+        big[i] = (char)test_rand(&seed);
+    EXPECT_OK(CMD(c, "SET big %b", big, (size_t)BIG_VALUE_BYTES));
+    expect_strn(__LINE__, CMD(c, "GET big"), big, BIG_VALUE_BYTES);
+    EXPECT_INT(CMD(c, "STRLEN big"), BIG_VALUE_BYTES);
+    free(big);
+    redisFree(c);
+}
+
+static void test_string_commands(void)
+{
+    redisContext *c = fresh();
+    long long t = now_ms();
+    EXPECT_OK(CMD(c, "SET k v"));
+    EXPECT_INT(CMD(c, "SETNX k x"), 0);
+    EXPECT_INT(CMD(c, "SETNX sn x"), 1);
+    EXPECT_STR(CMD(c, "GET sn"), "x");
+    EXPECT_ERR(CMD(c, "SETNX sn"), "ERR wrong number of arguments for 'setnx' command");
+
+    EXPECT_OK(CMD(c, "SETEX se 100 v"));
+    EXPECT_RANGE(CMD(c, "TTL se"), 99, 100);
+    EXPECT_STR(CMD(c, "GET se"), "v");
+    EXPECT_ERR(CMD(c, "SETEX se 0 v"), "ERR invalid expire time in 'setex' command");
+    EXPECT_ERR(CMD(c, "SETEX se abc v"), "ERR value is not an integer or out of range");
+    EXPECT_OK(CMD(c, "PSETEX pse 100000 v"));
+    EXPECT_RANGE(CMD(c, "PTTL pse"), 98000, 100000);
+    EXPECT_ERR(CMD(c, "PSETEX pse 0 v"), "ERR invalid expire time in 'psetex' command");
+
+    EXPECT_STR(CMD(c, "GETSET k new"), "v");
+    EXPECT_NIL(CMD(c, "GETSET gs x"));
+    EXPECT_STR(CMD(c, "GET gs"), "x");
+    EXPECT_OK(CMD(c, "SET t v EX 100"));
+    EXPECT_STR(CMD(c, "GETSET t w"), "v");
+    EXPECT_INT(CMD(c, "TTL t"), -1);
+
+    EXPECT_STR(CMD(c, "GETDEL k"), "new");
+    EXPECT_NIL(CMD(c, "GETDEL k"));
+    EXPECT_INT(CMD(c, "EXISTS k"), 0);
+
+    EXPECT_OK(CMD(c, "SET ge v"));
+    EXPECT_STR(CMD(c, "GETEX ge"), "v");
+    EXPECT_INT(CMD(c, "TTL ge"), -1);
+    EXPECT_STR(CMD(c, "GETEX ge EX 100"), "v");
+    EXPECT_RANGE(CMD(c, "TTL ge"), 99, 100);
+    EXPECT_STR(CMD(c, "GETEX ge PX 200000"), "v");
+    EXPECT_RANGE(CMD(c, "PTTL ge"), 198000, 200000);
+    EXPECT_STR(CMD(c, "GETEX ge EXAT %lld", t / 1000 + 300), "v");
+    EXPECT_RANGE(CMD(c, "TTL ge"), 298, 300);
+    EXPECT_STR(CMD(c, "GETEX ge PXAT %lld", t + 400000), "v");
+    EXPECT_RANGE(CMD(c, "PEXPIRETIME ge"), t + 400000, t + 400000);
+    EXPECT_STR(CMD(c, "GETEX ge PERSIST"), "v");
+    EXPECT_INT(CMD(c, "TTL ge"), -1);
+    EXPECT_NIL(CMD(c, "GETEX nothing"));
+    EXPECT_NIL(CMD(c, "GETEX nothing EX 10"));
+    EXPECT_INT(CMD(c, "EXISTS nothing"), 0);
+    EXPECT_ERR(CMD(c, "GETEX ge EX -5"), "ERR invalid expire time in 'getex' command");
+    EXPECT_ERR(CMD(c, "GETEX ge EX 10 PX 10"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "GETEX ge FOO"), "ERR syntax error");
+
+    EXPECT_OK(CMD(c, "MSET a 1 b 2 c 3"));
+    EXPECT_LIST(CMD(c, "MGET a b nope c"), "1,2,(nil),3");
+    EXPECT_ERR(CMD(c, "MSET a 1 b"), "ERR wrong number of arguments for 'mset' command");
+    EXPECT_ERR(CMD(c, "MGET"), "ERR wrong number of arguments for 'mget' command");
+    EXPECT_INT(CMD(c, "MSETNX a 9 z 2"), 0);
+    EXPECT_INT(CMD(c, "EXISTS z"), 0);
+    EXPECT_STR(CMD(c, "GET a"), "1");
+    EXPECT_INT(CMD(c, "MSETNX y 1 z 2"), 1);
+    EXPECT_LIST(CMD(c, "MGET y z"), "1,2");
+    EXPECT_ERR(CMD(c, "MSETNX y"), "ERR wrong number of arguments for 'msetnx' command");
+
+    EXPECT_INT(CMD(c, "APPEND ap hel"), 3);
+    EXPECT_INT(CMD(c, "APPEND ap lo"), 5);
+    EXPECT_STR(CMD(c, "GET ap"), "hello");
+    EXPECT_INT(CMD(c, "STRLEN ap"), 5);
+    EXPECT_INT(CMD(c, "STRLEN nope"), 0);
+    EXPECT_INT(CMD(c, "INCRBY n 10"), 10);
+    EXPECT_INT(CMD(c, "STRLEN n"), 2);
+    EXPECT_INT(CMD(c, "APPEND n 5"), 3);
+    EXPECT_INT(CMD(c, "INCR n"), 106);
+    EXPECT_STR(CMD(c, "GET n"), "106");
+    EXPECT_ERR(CMD(c, "APPEND ap"), "ERR wrong number of arguments for 'append' command");
+    EXPECT_ERR(CMD(c, "STRLEN"), "ERR wrong number of arguments for 'strlen' command");
+    redisFree(c);
+}
+
+static void test_incr_family(void)
+{
+    redisContext *c = fresh();
+    EXPECT_INT(CMD(c, "INCR i"), 1);
+    EXPECT_INT(CMD(c, "INCR i"), 2);
+    EXPECT_INT(CMD(c, "DECR i"), 1);
+    EXPECT_INT(CMD(c, "DECR fresh"), -1);
+    EXPECT_INT(CMD(c, "INCRBY i 10"), 11);
+    EXPECT_INT(CMD(c, "INCRBY i -20"), -9);
+    EXPECT_INT(CMD(c, "DECRBY i 5"), -14);
+    EXPECT_INT(CMD(c, "DECRBY i -4"), -10);
+    EXPECT_STR(CMD(c, "GET i"), "-10");
+    EXPECT_OK(CMD(c, "SET s 41"));
+    EXPECT_INT(CMD(c, "INCR s"), 42);
+    EXPECT_OK(CMD(c, "SET max 9223372036854775807"));
+    EXPECT_ERR(CMD(c, "INCR max"), "ERR increment or decrement would overflow");
+    EXPECT_ERR(CMD(c, "INCRBY max 1"), "ERR increment or decrement would overflow");
+    EXPECT_STR(CMD(c, "GET max"), "9223372036854775807");
+    EXPECT_OK(CMD(c, "SET min -9223372036854775808"));
+    EXPECT_ERR(CMD(c, "DECR min"), "ERR increment or decrement would overflow");
+    EXPECT_ERR(CMD(c, "DECRBY x -9223372036854775808"), "ERR decrement would overflow");
+    EXPECT_ERR(CMD(c, "INCRBY i abc"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "INCRBY i 1.5"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "INCRBY i 99999999999999999999"),
+               "ERR value is not an integer or out of range");
+    EXPECT_OK(CMD(c, "SET str hello"));
+    EXPECT_ERR(CMD(c, "INCR str"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "DECR str"), "ERR value is not an integer or out of range");
+    EXPECT_STR(CMD(c, "GET str"), "hello");
+    EXPECT_ERR(CMD(c, "INCR"), "ERR wrong number of arguments for 'incr' command");
+    EXPECT_ERR(CMD(c, "INCRBY i"), "ERR wrong number of arguments for 'incrby' command");
+    EXPECT_ERR(CMD(c, "DECRBY i 1 2"), "ERR wrong number of arguments for 'decrby' command");
+
+    /* INCRBYFLOAT answers a bulk string in Redis's shortest form, in both protocols. */
+    EXPECT_STR(CMD(c, "INCRBYFLOAT f 10.5"), "10.5");
+    EXPECT_STR(CMD(c, "INCRBYFLOAT f 0.1"), "10.6");
+    EXPECT_STR(CMD(c, "INCRBYFLOAT f -5"), "5.6");
+    EXPECT_STR(CMD(c, "INCRBYFLOAT f2 5.0e3"), "5000");
+    EXPECT_STR(CMD(c, "GET f"), "5.6");
+    EXPECT_STR(CMD(c, "INCRBYFLOAT i 1.5"), "-8.5");
+    EXPECT_STR(CMD(c, "INCRBYFLOAT s 0.5"), "42.5");
+    EXPECT_OK(CMD(c, "SET whole 3.0"));
+    EXPECT_STR(CMD(c, "INCRBYFLOAT whole 1"), "4");
+    EXPECT_ERR(CMD(c, "INCRBYFLOAT f abc"), "ERR value is not a valid float");
+    EXPECT_ERR(CMD(c, "INCRBYFLOAT str 1"), "ERR value is not a valid float");
+    EXPECT_ERR(CMD(c, "INCRBYFLOAT f inf"), "ERR increment would produce NaN or Infinity");
+    EXPECT_ERR(CMD(c, "INCR f"), "ERR value is not an integer or out of range");
+    EXPECT_STR(CMD(c, "GET f"), "5.6");
+    redisFree(c);
+}
+
+static void test_increx(void)
+{
+    if (g_redis) {
+        printf("skipped against redis-server: INCREX (Redis 8.8)\n");
+        return;
+    }
+    redisContext *c = fresh();
+    EXPECT_LIST(CMD(c, "INCREX x"), "(integer) 1,(integer) 1");
+    EXPECT_LIST(CMD(c, "INCREX x BYINT 5"), "(integer) 6,(integer) 5");
+    EXPECT_LIST(CMD(c, "INCREX x BYINT -10"), "(integer) -4,(integer) -10");
+    EXPECT_STR(CMD(c, "GET x"), "-4");
+
+    /* Bounds: a result outside is not applied, and answers [current, 0]. */
+    EXPECT_OK(CMD(c, "SET b 99"));
+    EXPECT_LIST(CMD(c, "INCREX b BYINT 5 UBOUND 100"), "(integer) 99,(integer) 0");
+    EXPECT_STR(CMD(c, "GET b"), "99");
+    EXPECT_LIST(CMD(c, "INCREX b BYINT 1 UBOUND 100"), "(integer) 100,(integer) 1");
+    EXPECT_LIST(CMD(c, "INCREX b BYINT -101 LBOUND 0"), "(integer) 100,(integer) 0");
+    EXPECT_LIST(CMD(c, "INCREX b BYINT -100 LBOUND 0 UBOUND 100"), "(integer) 0,(integer) -100");
+    EXPECT_OK(CMD(c, "SET b 99"));
+    EXPECT_LIST(CMD(c, "INCREX b BYINT 5 UBOUND 100 SATURATE"), "(integer) 100,(integer) 1");
+    EXPECT_LIST(CMD(c, "INCREX b BYINT 5 UBOUND 100 SATURATE"), "(integer) 100,(integer) 0");
+    EXPECT_LIST(CMD(c, "INCREX b BYINT -500 LBOUND -10 SATURATE"), "(integer) -10,(integer) -110");
+    EXPECT_STR(CMD(c, "GET b"), "-10");
+    /* A rejected increment on a missing key does not create it. */
+    EXPECT_LIST(CMD(c, "INCREX nk BYINT 5 UBOUND 3"), "(integer) 0,(integer) 0");
+    EXPECT_INT(CMD(c, "EXISTS nk"), 0);
+    /* The type's own limits. */
+    EXPECT_OK(CMD(c, "SET big 9223372036854775806"));
+    EXPECT_LIST(CMD(c, "INCREX big BYINT 5"), "(integer) 9223372036854775806,(integer) 0");
+    EXPECT_LIST(CMD(c, "INCREX big BYINT 5 SATURATE"), "(integer) 9223372036854775807,(integer) 1");
+
+    /* Expiry options; a rejected step leaves the TTL alone; ENX only sets a missing one. */
+    EXPECT_LIST(CMD(c, "INCREX e EX 100"), "(integer) 1,(integer) 1");
+    EXPECT_RANGE(CMD(c, "TTL e"), 99, 100);
+    EXPECT_LIST(CMD(c, "INCREX e EX 10 ENX"), "(integer) 2,(integer) 1");
+    EXPECT_RANGE(CMD(c, "TTL e"), 99, 100);
+    EXPECT_LIST(CMD(c, "INCREX e BYINT 5 UBOUND 3 EX 10"), "(integer) 2,(integer) 0");
+    EXPECT_RANGE(CMD(c, "TTL e"), 99, 100);
+    EXPECT_LIST(CMD(c, "INCREX e PX 200000"), "(integer) 3,(integer) 1");
+    EXPECT_RANGE(CMD(c, "PTTL e"), 198000, 200000);
+    long long t = now_ms();
+    EXPECT_LIST(CMD(c, "INCREX e PXAT %lld", t + 300000), "(integer) 4,(integer) 1");
+    EXPECT_RANGE(CMD(c, "PEXPIRETIME e"), t + 300000, t + 300000);
+    EXPECT_LIST(CMD(c, "INCREX e EXAT %lld", t / 1000 + 400), "(integer) 5,(integer) 1");
+    EXPECT_RANGE(CMD(c, "EXPIRETIME e"), t / 1000 + 400, t / 1000 + 400);
+    EXPECT_LIST(CMD(c, "INCREX e PERSIST"), "(integer) 6,(integer) 1");
+    EXPECT_INT(CMD(c, "TTL e"), -1);
+    EXPECT_LIST(CMD(c, "INCREX e EX 10 ENX"), "(integer) 7,(integer) 1");
+    EXPECT_RANGE(CMD(c, "TTL e"), 9, 10);
+    EXPECT_LIST(CMD(c, "INCREX e"), "(integer) 8,(integer) 1");
+    EXPECT_RANGE(CMD(c, "TTL e"), 9, 10);
+
+    /* BYFLOAT answers bulk strings in RESP2 (doubles in RESP3: see test_resp3). */
+    EXPECT_LIST(CMD(c, "INCREX fl BYFLOAT 1.5"), "1.5,1.5");
+    EXPECT_LIST(CMD(c, "INCREX fl BYFLOAT 0.5 UBOUND 1.75 SATURATE"), "1.75,0.25");
+
+    /* Redis 8.8's exact texts for these are not recorded here: only the class is checked. */
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX x BYINT abc"), "ERR");
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX x BYFLOAT abc"), "ERR");
+    EXPECT_ERR(CMD(c, "INCREX x FOO"), "ERR syntax error");
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX x EX 10 PX 10"), "ERR");
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX x BYINT 1 BYFLOAT 1"), "ERR");
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX x EX 0"), "ERR invalid expire time");
+    EXPECT_OK(CMD(c, "SET str hello"));
+    EXPECT_ERR_PREFIX(CMD(c, "INCREX str"), "ERR");
+    EXPECT_ERR(CMD(c, "INCREX"), "ERR wrong number of arguments for 'increx' command");
+    EXPECT_STR(CMD(c, "GET x"), "-4");
+    redisFree(c);
+}
+
+/* ---- keys ----------------------------------------------------------------------------------- */
+
+static void test_keys_basic(void)
+{
+    redisContext *c = fresh();
+    EXPECT_OK(CMD(c, "SET a 1"));
+    EXPECT_OK(CMD(c, "SET b 2"));
+    EXPECT_INT(CMD(c, "EXISTS a"), 1);
+    EXPECT_INT(CMD(c, "EXISTS a b c a"), 3);
+    EXPECT_INT(CMD(c, "DEL a c"), 1);
+    EXPECT_INT(CMD(c, "DEL a"), 0);
+    EXPECT_INT(CMD(c, "UNLINK b nope"), 1);
+    EXPECT_STATUS(CMD(c, "TYPE b"), "none");
+    EXPECT_OK(CMD(c, "SET c 3"));
+    EXPECT_STATUS(CMD(c, "TYPE c"), "string");
+    EXPECT_INT(CMD(c, "INCR n"), 1);
+    EXPECT_STATUS(CMD(c, "TYPE n"), "string");
+    EXPECT_INT(CMD(c, "DBSIZE"), 2);
+    EXPECT_ERR(CMD(c, "DEL"), "ERR wrong number of arguments for 'del' command");
+    EXPECT_ERR(CMD(c, "EXISTS"), "ERR wrong number of arguments for 'exists' command");
+    EXPECT_ERR(CMD(c, "TYPE"), "ERR wrong number of arguments for 'type' command");
+    EXPECT_OK(CMD(c, "FLUSHDB"));
+    EXPECT_INT(CMD(c, "DBSIZE"), 0);
+    EXPECT_OK(CMD(c, "MSET a 1 b 2 c 3"));
+    EXPECT_OK(CMD(c, "FLUSHALL"));
+    EXPECT_INT(CMD(c, "DBSIZE"), 0);
+    EXPECT_NIL(CMD(c, "GET a"));
+
+    /* KEYS with glob patterns. */
+    EXPECT_OK(CMD(c, "MSET hello 1 hallo 1 hxllo 1 hllo 1 heeello 1 h*llo 1 other 1"));
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h?llo"), "h*llo,hallo,hello,hxllo");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h*llo"), "h*llo,hallo,heeello,hello,hllo,hxllo");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h[ae]llo"), "hallo,hello");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h[^e]llo"), "h*llo,hallo,hxllo");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h[a-b]llo"), "hallo");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS h\\*llo"), "h*llo");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS nomatch*"), "");
+    EXPECT_SORTED_LIST(CMD(c, "KEYS *"), "h*llo,hallo,heeello,hello,hllo,hxllo,other");
+    EXPECT_INT(CMD(c, "DBSIZE"), 7);
+    redisFree(c);
+}
+
+static void test_expire_family(void)
+{
+    redisContext *c = fresh();
+    long long t = now_ms();
+    EXPECT_OK(CMD(c, "SET c 3"));
+    EXPECT_INT(CMD(c, "TTL c"), -1);
+    EXPECT_INT(CMD(c, "PTTL c"), -1);
+    EXPECT_INT(CMD(c, "EXPIRETIME c"), -1);
+    EXPECT_INT(CMD(c, "PEXPIRETIME c"), -1);
+    EXPECT_INT(CMD(c, "TTL missing"), -2);
+    EXPECT_INT(CMD(c, "PTTL missing"), -2);
+    EXPECT_INT(CMD(c, "EXPIRETIME missing"), -2);
+    EXPECT_INT(CMD(c, "PEXPIRETIME missing"), -2);
+
+    EXPECT_INT(CMD(c, "EXPIRE c 100"), 1);
+    EXPECT_RANGE(CMD(c, "TTL c"), 99, 100);
+    EXPECT_RANGE(CMD(c, "PTTL c"), 98000, 100000);
+    EXPECT_RANGE(CMD(c, "EXPIRETIME c"), t / 1000 + 99, t / 1000 + 102);
+    EXPECT_RANGE(CMD(c, "PEXPIRETIME c"), t + 99000, t + 102000);
+    EXPECT_INT(CMD(c, "PEXPIRE c 200000"), 1);
+    EXPECT_RANGE(CMD(c, "PTTL c"), 198000, 200000);
+    EXPECT_INT(CMD(c, "EXPIREAT c %lld", t / 1000 + 300), 1);
+    EXPECT_INT(CMD(c, "EXPIRETIME c"), t / 1000 + 300);
+    EXPECT_INT(CMD(c, "PEXPIREAT c %lld", t + 400000), 1);
+    EXPECT_INT(CMD(c, "PEXPIRETIME c"), t + 400000);
+    EXPECT_INT(CMD(c, "EXPIRE nokey 10"), 0);
+    EXPECT_INT(CMD(c, "PEXPIRE nokey 10"), 0);
+    EXPECT_INT(CMD(c, "EXPIREAT nokey %lld", t / 1000 + 10), 0);
+    EXPECT_INT(CMD(c, "PEXPIREAT nokey %lld", t + 10000), 0);
+    EXPECT_INT(CMD(c, "EXISTS nokey"), 0);
+
+    /* NX XX GT LT; a key without a TTL counts as an infinite TTL for GT and LT. */
+    EXPECT_OK(CMD(c, "SET d 1"));
+    EXPECT_INT(CMD(c, "EXPIRE d 100 XX"), 0);
+    EXPECT_INT(CMD(c, "EXPIRE d 100 GT"), 0);
+    EXPECT_INT(CMD(c, "TTL d"), -1);
+    EXPECT_INT(CMD(c, "EXPIRE d 1000 NX"), 1);
+    EXPECT_INT(CMD(c, "EXPIRE d 1000 NX"), 0);
+    EXPECT_INT(CMD(c, "EXPIRE d 500 GT"), 0);
+    EXPECT_INT(CMD(c, "EXPIRE d 2000 GT"), 1);
+    EXPECT_INT(CMD(c, "EXPIRE d 3000 LT"), 0);
+    EXPECT_INT(CMD(c, "EXPIRE d 100 LT"), 1);
+    EXPECT_RANGE(CMD(c, "TTL d"), 99, 100);
+    EXPECT_INT(CMD(c, "EXPIRE d 60 XX"), 1);
+    EXPECT_RANGE(CMD(c, "TTL d"), 59, 60);
+    EXPECT_INT(CMD(c, "PEXPIRE d 70000 gt"), 1);
+    EXPECT_INT(CMD(c, "PEXPIRE d 80000 lt"), 0);
+    EXPECT_INT(CMD(c, "EXPIREAT d %lld LT", t / 1000 + 50), 1);
+    EXPECT_INT(CMD(c, "EXPIRETIME d"), t / 1000 + 50);
+    EXPECT_INT(CMD(c, "PEXPIREAT d %lld GT", t + 40000), 0);
+    EXPECT_INT(CMD(c, "PEXPIREAT d %lld NX", t + 90000), 0);
+    EXPECT_INT(CMD(c, "PEXPIREAT d %lld XX", t + 90000), 1);
+    EXPECT_INT(CMD(c, "PEXPIRETIME d"), t + 90000);
+    EXPECT_OK(CMD(c, "SET e 1"));
+    EXPECT_INT(CMD(c, "EXPIRE e 100 LT"), 1);
+
+    EXPECT_ERR(CMD(c, "EXPIRE d 100 XX NX"),
+               "ERR NX and XX, GT or LT options at the same time are not compatible");
+    EXPECT_ERR(CMD(c, "EXPIRE d 100 NX GT"),
+               "ERR NX and XX, GT or LT options at the same time are not compatible");
+    EXPECT_ERR(CMD(c, "EXPIRE d 100 GT LT"),
+               "ERR GT and LT options at the same time are not compatible");
+    EXPECT_ERR(CMD(c, "EXPIRE d 100 FOO"), "ERR Unsupported option FOO");
+    EXPECT_ERR(CMD(c, "EXPIRE d abc"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "PEXPIREAT d 1.5"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "EXPIRE d 9223372036854775807"),
+               "ERR invalid expire time in 'expire' command");
+    EXPECT_ERR(CMD(c, "PEXPIRE d 9223372036854775807"),
+               "ERR invalid expire time in 'pexpire' command");
+    EXPECT_ERR(CMD(c, "EXPIRE d"), "ERR wrong number of arguments for 'expire' command");
+    EXPECT_ERR(CMD(c, "TTL"), "ERR wrong number of arguments for 'ttl' command");
+    EXPECT_ERR(CMD(c, "PERSIST"), "ERR wrong number of arguments for 'persist' command");
+
+    EXPECT_INT(CMD(c, "PERSIST d"), 1);
+    EXPECT_INT(CMD(c, "PERSIST d"), 0);
+    EXPECT_INT(CMD(c, "PERSIST missing"), 0);
+    EXPECT_INT(CMD(c, "TTL d"), -1);
+    EXPECT_STR(CMD(c, "GET d"), "1");
+
+    /* A time in the past deletes the key. */
+    EXPECT_INT(CMD(c, "EXPIRE d 0"), 1);
+    EXPECT_INT(CMD(c, "EXISTS d"), 0);
+    EXPECT_OK(CMD(c, "SET d 1"));
+    EXPECT_INT(CMD(c, "PEXPIRE d -1"), 1);
+    EXPECT_NIL(CMD(c, "GET d"));
+    EXPECT_OK(CMD(c, "SET d 1"));
+    EXPECT_INT(CMD(c, "EXPIREAT d 1"), 1);
+    EXPECT_INT(CMD(c, "EXISTS d"), 0);
+    EXPECT_INT(CMD(c, "TTL d"), -2);
+    redisFree(c);
+}
+
+/* Iterates SCAN with the given options; counts how often each scan:N key came back in seen[]
+ * and fails on a key outside that set. Returns the number of calls, or -1 on an error. */
+static long scan_all(redisContext *c, const char *opts, int *seen, long *others)
+{
+    char cursor[64] = "0";
+    long calls = 0;
+    *others = 0;
+    do {
+        char fmt[128]; /* opts hold no '%' */
+        snprintf(fmt, sizeof fmt, "SCAN %%s %s", opts);
+        redisReply *r = CMD(c, fmt, cursor);
+        calls++;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            char got[600];
+            describe_reply(r, got, sizeof got);
+            fail_at(__LINE__, "expected [cursor, [keys...]], got %s", got);
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *k = keys->element[i]->str;
+            char *end;
+            long n = -1;
+            if (keys->element[i]->type == REDIS_REPLY_STRING && strncmp(k, "scan:", 5) == 0) {
+                n = strtol(k + 5, &end, 10);
+                if (*end || n < 0 || n >= SCAN_KEYS)
+                    n = -1;
+            }
+            if (n >= 0)
+                seen[n]++;
+            else
+                (*others)++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0 && calls < SCAN_MAX_CALLS);
+    if (strcmp(cursor, "0") != 0) {
+        fail_at(__LINE__, "SCAN did not return cursor 0 within %d calls", SCAN_MAX_CALLS);
+        return -1;
+    }
+    return calls;
+}
+
+static void test_scan(void)
+{
+    redisContext *c = fresh();
+    for (int i = 0; i < SCAN_KEYS; i++)
+        redisAppendCommand(c, "SET scan:%d %d", i, i);
+    redisAppendCommand(c, "SET other 1");
+    snprintf(last_cmd, sizeof last_cmd, "SET scan:N N (pipelined x%d)", SCAN_KEYS);
+    for (int i = 0; i <= SCAN_KEYS; i++) {
+        void *r;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+            fail_at(__LINE__, "connection error: %s", c->errstr);
+            exit(1);
+        }
+        if (i == 0 || i == SCAN_KEYS)
+            EXPECT_OK(r);
+        else
+            freeReplyObject(r);
+    }
+    EXPECT_INT(CMD(c, "DBSIZE"), SCAN_KEYS + 1);
+
+    int *seen = calloc(SCAN_KEYS, sizeof *seen);
+    long others, missing = 0, calls;
+    calls = scan_all(c, "COUNT 100", seen, &others);
+    for (int i = 0; i < SCAN_KEYS; i++)
+        missing += seen[i] == 0;
+    CHECK_TRUE(calls > 0 && missing == 0 && others == 1,
+               "full SCAN COUNT 100 (%ld calls): %ld of %d keys never returned, %ld others "
+               "(expected 1: \"other\")",
+               calls, missing, SCAN_KEYS, others);
+
+    /* MATCH: only matching keys, and every one of them. */
+    memset(seen, 0, SCAN_KEYS * sizeof *seen);
+    calls = scan_all(c, "MATCH scan:1* COUNT 1000", seen, &others);
+    long wrong = 0;
+    missing = 0;
+    for (int i = 0; i < SCAN_KEYS; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "scan:%d", i);
+        bool match = fnmatch("scan:1*", k, 0) == 0;
+        missing += match && seen[i] == 0;
+        wrong += !match && seen[i] > 0;
+    }
+    CHECK_TRUE(calls > 0 && missing == 0 && wrong == 0 && others == 0,
+               "SCAN MATCH scan:1*: %ld matching keys missing, %ld keys that do not match, "
+               "%ld others",
+               missing, wrong, others);
+
+    /* The default COUNT, and TYPE. */
+    memset(seen, 0, SCAN_KEYS * sizeof *seen);
+    calls = scan_all(c, "", seen, &others);
+    missing = 0;
+    for (int i = 0; i < SCAN_KEYS; i++)
+        missing += seen[i] == 0;
+    CHECK_TRUE(calls > 0 && missing == 0 && others == 1, "plain SCAN: %ld keys missing", missing);
+    memset(seen, 0, SCAN_KEYS * sizeof *seen);
+    calls = scan_all(c, "TYPE string COUNT 500", seen, &others);
+    missing = 0;
+    for (int i = 0; i < SCAN_KEYS; i++)
+        missing += seen[i] == 0;
+    CHECK_TRUE(calls > 0 && missing == 0 && others == 1, "SCAN TYPE string: %ld keys missing",
+               missing);
+    memset(seen, 0, SCAN_KEYS * sizeof *seen);
+    calls = scan_all(c, "TYPE hash COUNT 500", seen, &others);
+    long any = others;
+    for (int i = 0; i < SCAN_KEYS; i++)
+        any += seen[i];
+    CHECK_TRUE(calls > 0 && any == 0, "SCAN TYPE hash returned %ld keys", any);
+    free(seen);
+
+    EXPECT_ERR(CMD(c, "SCAN abc"), "ERR invalid cursor");
+    EXPECT_ERR(CMD(c, "SCAN 0 COUNT 0"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SCAN 0 COUNT abc"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "SCAN 0 FOO"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "SCAN"), "ERR wrong number of arguments for 'scan' command");
+    EXPECT_OK(CMD(c, "FLUSHALL"));
+    EXPECT_INT(CMD(c, "DBSIZE"), 0);
+    redisReply *r = CMD(c, "SCAN 0");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements == 0,
+               "SCAN of an empty database returned keys");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* ---- connection ----------------------------------------------------------------------------- */
+
+static long long client_id(redisContext *c)
+{
+    redisReply *r = CMD(c, "CLIENT ID");
+    long long id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    CHECK_TRUE(id > 0, "CLIENT ID is not a positive integer");
+    freeReplyObject(r);
+    return id;
+}
+
+static void test_connection(void)
+{
+    redisContext *c = fresh();
+    EXPECT_STATUS(CMD(c, "PING"), "PONG");
+    EXPECT_STR(CMD(c, "PING hello"), "hello");
+    EXPECT_ERR(CMD(c, "PING a b"), "ERR wrong number of arguments for 'ping' command");
+    EXPECT_STR(CMD(c, "ECHO hi"), "hi");
+    expect_strn(__LINE__, CMD(c, "ECHO %b", "a\0b", (size_t)3), "a\0b", 3);
+    EXPECT_ERR(CMD(c, "ECHO"), "ERR wrong number of arguments for 'echo' command");
+    EXPECT_ERR(CMD(c, "NOSUCHCOMMAND a b"),
+               "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'a' 'b' ");
+    EXPECT_OK(CMD(c, "SELECT 0"));
+    EXPECT_ERR(CMD(c, "SELECT abc"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "AUTH x"),
+               "ERR AUTH <password> called without any password configured for the default "
+               "user. Are you sure your configuration is correct?");
+
+    /* HELLO 2 is a flat array of pairs. */
+    redisReply *r = CMD(c, "HELLO 2");
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 14 && r->elements % 2 == 0;
+    long long proto = -1, hello_id = -1;
+    for (size_t i = 0; ok && i + 1 < r->elements; i += 2) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(r->element[i]->str, "proto") == 0)
+            proto = r->element[i + 1]->integer;
+        if (strcmp(r->element[i]->str, "id") == 0)
+            hello_id = r->element[i + 1]->integer;
+    }
+    freeReplyObject(r);
+    long long id = client_id(c);
+    CHECK_TRUE(ok && proto == 2 && hello_id == id,
+               "HELLO 2: expected an array of pairs with proto 2 and id %lld, got proto %lld, "
+               "id %lld",
+               id, proto, hello_id);
+    EXPECT_ERR(CMD(c, "HELLO 4"), "NOPROTO unsupported protocol version");
+    EXPECT_ERR(CMD(c, "HELLO abc"), "ERR Protocol version is not an integer or out of range");
+
+    /* CLIENT. */
+    redisContext *other = connect_port(g_port);
+    long long other_id = client_id(other);
+    CHECK_TRUE(other_id != id, "two connections have the same CLIENT ID %lld", id);
+    EXPECT_NIL(CMD(c, "CLIENT GETNAME"));
+    EXPECT_OK(CMD(c, "CLIENT SETNAME me"));
+    EXPECT_STR(CMD(c, "CLIENT GETNAME"), "me");
+    EXPECT_ERR(CMD(c, "CLIENT SETNAME %s", "has space"),
+               "ERR Client names cannot contain spaces, newlines or special characters.");
+    EXPECT_ERR(CMD(c, "CLIENT SETNAME"),
+               "ERR wrong number of arguments for 'client|setname' command");
+    EXPECT_OK(CMD(other, "CLIENT SETNAME victim"));
+    r = CMD(c, "CLIENT LIST");
+    char want_me[64], want_other[64];
+    snprintf(want_me, sizeof want_me, "id=%lld ", id);
+    snprintf(want_other, sizeof want_other, "id=%lld ", other_id);
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, want_me) &&
+                   strstr(r->str, want_other) && strstr(r->str, " name=me ") &&
+                   strstr(r->str, " name=victim ") && strstr(r->str, "addr=127.0.0.1:"),
+               "CLIENT LIST lacks id=%lld, id=%lld, their names or addr=: %.400s", id, other_id,
+               r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
+    freeReplyObject(r);
+    r = CMD(c, "CLIENT INFO");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strncmp(r->str, want_me, strlen(want_me)) == 0 &&
+                   strstr(r->str, " name=me "),
+               "CLIENT INFO: expected a line starting with id=%lld and with name=me, got %.300s",
+               id, r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
+    freeReplyObject(r);
+    EXPECT_INT(CMD(c, "CLIENT KILL ID 999999999"), 0);
+    EXPECT_ERR(CMD(c, "CLIENT KILL ID abc"), "ERR client-id should be greater than 0");
+    EXPECT_ERR_PREFIX(CMD(c, "CLIENT FOO"), "ERR unknown subcommand 'FOO'.");
+    EXPECT_INT(CMD(c, "CLIENT KILL ID %lld", other_id), 1);
+    r = cmd_try(other, "PING");
+    CHECK_TRUE(r == NULL, "the killed client still got a reply to PING");
+    if (r)
+        freeReplyObject(r);
+    redisFree(other);
+
+    /* CLIENT KILL addr:port, the old form. */
+    other = connect_port(g_port);
+    EXPECT_STATUS(CMD(other, "PING"), "PONG");
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    getsockname(other->fd, (struct sockaddr *)&a, &alen);
+    EXPECT_OK(CMD(c, "CLIENT KILL 127.0.0.1:%d", ntohs(a.sin_port)));
+    r = cmd_try(other, "PING");
+    CHECK_TRUE(r == NULL, "the client killed by address still got a reply to PING");
+    if (r)
+        freeReplyObject(r);
+    redisFree(other);
+    EXPECT_ERR(CMD(c, "CLIENT KILL 127.0.0.1:1"), "ERR No such client");
+
+    /* RESET drops the name and goes back to RESP2; QUIT answers OK and closes. */
+    EXPECT_STATUS(CMD(c, "RESET"), "RESET");
+    EXPECT_NIL(CMD(c, "CLIENT GETNAME"));
+    EXPECT_OK(CMD(c, "QUIT"));
+    r = cmd_try(c, "PING");
+    CHECK_TRUE(r == NULL, "PING after QUIT got a reply");
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+}
+
+static void test_resp3(void)
+{
+    struct conn c;
+    if (conn_open(&c, g_port) < 0) {
+        fail_at(__LINE__, "cannot connect");
+        return;
+    }
+    size_t n;
+    char *hello = raw_cmd(&c, &n, "HELLO", "3", (char *)NULL);
+    CHECK_TRUE(n > 4 && hello[0] == '%' && memmem(hello, n, "$5\r\nproto\r\n:3\r\n", 15) &&
+                   memmem(hello, n, "$2\r\nid\r\n:", 9) &&
+                   memmem(hello, n, "$6\r\nserver\r\n", 12) &&
+                   memmem(hello, n, "$7\r\nversion\r\n", 13) &&
+                   memmem(hello, n, "$4\r\nmode\r\n", 10) && memmem(hello, n, "$4\r\nrole\r\n", 10),
+               "HELLO 3: expected a map with server, version, proto 3, id, mode and role, got "
+               "%.300s",
+               hello);
+    free(hello);
+    RAW_EQ(&c, "_\r\n", "GET", "missing");
+    RAW_EQ(&c, "+OK\r\n", "SET", "k", "v");
+    RAW_EQ(&c, "*3\r\n$1\r\nv\r\n_\r\n$1\r\nv\r\n", "MGET", "k", "nope", "k");
+    RAW_EQ(&c, "_\r\n", "SET", "k", "v2", "NX");
+    RAW_EQ(&c, "$4\r\n10.5\r\n", "INCRBYFLOAT", "f", "10.5");
+    RAW_EQ(&c, ":1\r\n", "INCR", "i");
+    RAW_PREFIX(&c, "%1\r\n$10\r\nappendonly\r\n$", "CONFIG", "GET", "appendonly");
+    RAW_PREFIX(&c, "%", "COMMAND", "DOCS", "get");
+    RAW_PREFIX(&c, "=", "CLIENT", "INFO");
+    RAW_EQ(&c, "-ERR wrong number of arguments for 'get' command\r\n", "GET");
+    if (!g_redis) {
+        /* INCREX BYFLOAT answers doubles in RESP3. */
+        RAW_EQ(&c, "*2\r\n,1.5\r\n,1.5\r\n", "INCREX", "d", "BYFLOAT", "1.5");
+        RAW_EQ(&c, "*2\r\n:2\r\n:1\r\n", "INCREX", "i");
+    }
+    RAW_PREFIX(&c, "*", "HELLO", "2");
+    RAW_EQ(&c, "$-1\r\n", "GET", "missing");
+    conn_close(&c);
+}
+
+static void test_auth(const char *tmp)
+{
+    struct test_server s;
+    srv_init(&s, tmp, "auth");
+    srv_add_opt(&s, "requirepass", "s3cret");
+    srv_start(&s);
+    redisContext *c = connect_port(s.port);
+    EXPECT_ERR(CMD(c, "PING"), "NOAUTH Authentication required.");
+    EXPECT_ERR(CMD(c, "GET k"), "NOAUTH Authentication required.");
+    EXPECT_ERR(CMD(c, "AUTH wrong"),
+               "WRONGPASS invalid username-password pair or user is disabled.");
+    EXPECT_ERR(CMD(c, "AUTH default wrong"),
+               "WRONGPASS invalid username-password pair or user is disabled.");
+    EXPECT_ERR_PREFIX(CMD(c, "HELLO 2"), "NOAUTH HELLO must be called with the client already "
+                                         "authenticated");
+    EXPECT_ERR(CMD(c, "SET k v"), "NOAUTH Authentication required.");
+    EXPECT_OK(CMD(c, "AUTH s3cret"));
+    EXPECT_STATUS(CMD(c, "PING"), "PONG");
+    EXPECT_OK(CMD(c, "SET k v"));
+    EXPECT_ERR(CMD(c, "AUTH a b c"), "ERR syntax error");
+    redisFree(c);
+
+    c = connect_port(s.port);
+    EXPECT_OK(CMD(c, "AUTH default s3cret"));
+    EXPECT_STR(CMD(c, "GET k"), "v");
+    redisFree(c);
+
+    c = connect_port(s.port);
+    redisReply *r = CMD(c, "HELLO 2 AUTH default s3cret SETNAME named");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements >= 14,
+               "HELLO 2 AUTH ... did not answer its array");
+    freeReplyObject(r);
+    EXPECT_STR(CMD(c, "CLIENT GETNAME"), "named");
+    EXPECT_STR(CMD(c, "GET k"), "v");
+    redisFree(c);
+
+    c = connect_port(s.port);
+    EXPECT_ERR(CMD(c, "HELLO 2 AUTH default wrong"),
+               "WRONGPASS invalid username-password pair or user is disabled.");
+    EXPECT_ERR(CMD(c, "GET k"), "NOAUTH Authentication required.");
+    redisFree(c);
+
+    struct conn rc;
+    if (conn_open(&rc, s.port) == 0) {
+        RAW_PREFIX(&rc, "%", "HELLO", "3", "AUTH", "default", "s3cret");
+        RAW_EQ(&rc, "$1\r\nv\r\n", "GET", "k");
+        conn_close(&rc);
+    }
+    srv_stop_with(&s, SIGTERM);
+}
+
+/* ---- server --------------------------------------------------------------------------------- */
+
+static void test_info(void)
+{
+    redisContext *c = fresh();
+    EXPECT_OK(CMD(c, "MSET a 1 b 2 c 3"));
+    EXPECT_OK(CMD(c, "SET e 1 EX 1000"));
+    redisReply *r = CMD(c, "INFO");
+    static const char *sections[] = {"# Server", "# Clients",     "# Memory", "# Persistence",
+                                     "# Stats",  "# Replication", "# CPU",    "# Keyspace"};
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+        CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, sections[i]),
+                   "INFO lacks the section \"%s\"", sections[i]);
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, "db0:keys=4,"),
+               "INFO's keyspace lacks db0:keys=4,");
+    freeReplyObject(r);
+    const char *each[] = {"server",      "clients", "memory",   "persistence", "stats",
+                          "replication", "cpu",     "keyspace", "storage"};
+    for (size_t i = 0; i < sizeof each / sizeof *each; i++) {
+        if (g_redis && strcmp(each[i], "storage") == 0)
+            continue;
+        r = CMD(c, "INFO %s", each[i]);
+        char head[64];
+        snprintf(head, sizeof head, "# %c%s\r\n", toupper((unsigned char)each[i][0]), each[i] + 1);
+        if (strcmp(each[i], "cpu") == 0)
+            snprintf(head, sizeof head, "# CPU\r\n");
+        CHECK_TRUE(r->type == REDIS_REPLY_STRING && strncmp(r->str, head, strlen(head)) == 0 &&
+                       r->len > strlen(head) + 4,
+                   "INFO %s: expected the section \"%.*s\" with fields, got %.200s", each[i],
+                   (int)strlen(head) - 2, head,
+                   r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
+        freeReplyObject(r);
+    }
+    char port[64];
+    snprintf(port, sizeof port, "tcp_port:%d\r\n", g_port);
+    r = CMD(c, "INFO server");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, "redis_version:") &&
+                   strstr(r->str, port) && strstr(r->str, "uptime_in_seconds:"),
+               "INFO server lacks redis_version, %.*s or uptime_in_seconds", (int)strlen(port) - 2,
+               port);
+    freeReplyObject(r);
+    r = CMD(c, "INFO clients");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, "connected_clients:"),
+               "INFO clients lacks connected_clients");
+    freeReplyObject(r);
+    r = CMD(c, "INFO stats");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, "total_commands_processed:") &&
+                   strstr(r->str, "total_connections_received:"),
+               "INFO stats lacks total_commands_processed or total_connections_received");
+    freeReplyObject(r);
+    r = CMD(c, "INFO nosuchsection");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && r->len == 0,
+               "INFO nosuchsection: expected an empty string");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static void test_config(void)
+{
+    redisContext *c = fresh();
+    char port[16];
+    snprintf(port, sizeof port, "%d", g_port);
+    redisReply *r = CMD(c, "CONFIG GET port");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   strcmp(r->element[0]->str, "port") == 0 && strcmp(r->element[1]->str, port) == 0,
+               "CONFIG GET port: expected [port, %s]", port);
+    freeReplyObject(r);
+    const char *pairs[] = {"save",        "appendonly",         "maxclients",
+                           "requirepass", "proto-max-bulk-len", "slowlog-log-slower-than"};
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        r = CMD(c, "CONFIG GET %s", pairs[i]);
+        CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                       r->element[0]->type == REDIS_REPLY_STRING &&
+                       strcmp(r->element[0]->str, pairs[i]) == 0 &&
+                       r->element[1]->type == REDIS_REPLY_STRING,
+                   "CONFIG GET %s: expected one name/value pair", pairs[i]);
+        freeReplyObject(r);
+    }
+    r = CMD(c, "CONFIG GET *");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements >= 20 && r->elements % 2 == 0,
+               "CONFIG GET *: expected at least 10 pairs");
+    freeReplyObject(r);
+    r = CMD(c, "CONFIG GET slowlog*");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements >= 4 && r->elements % 2 == 0,
+               "CONFIG GET slowlog*: expected at least slowlog-log-slower-than and "
+               "slowlog-max-len");
+    freeReplyObject(r);
+    EXPECT_LIST(CMD(c, "CONFIG GET nosuchparam"), "");
+    EXPECT_OK(CMD(c, "CONFIG SET slowlog-log-slower-than 20000"));
+    EXPECT_LIST(CMD(c, "CONFIG GET slowlog-log-slower-than"), "slowlog-log-slower-than,20000");
+    EXPECT_OK(CMD(c, "CONFIG SET slowlog-log-slower-than 10000"));
+    EXPECT_ERR_PREFIX(CMD(c, "CONFIG SET slowlog-log-slower-than abc"), "ERR");
+    EXPECT_ERR(CMD(c, "CONFIG SET nosuchparam 1"),
+               "ERR Unknown option or number of arguments for CONFIG SET - 'nosuchparam'");
+    EXPECT_ERR(CMD(c, "CONFIG GET"), "ERR wrong number of arguments for 'config|get' command");
+    EXPECT_ERR_PREFIX(CMD(c, "CONFIG FOO"), "ERR unknown subcommand 'FOO'.");
+    redisFree(c);
+}
+
+static void test_command(void)
+{
+    redisContext *c = fresh();
+    redisReply *r = CMD(c, "COMMAND COUNT");
+    long long count = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    CHECK_TRUE(count >= 50, "COMMAND COUNT: expected at least 50 commands, got %lld", count);
+    freeReplyObject(r);
+    r = CMD(c, "COMMAND");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && (long long)r->elements == count,
+               "COMMAND: expected %lld entries", count);
+    freeReplyObject(r);
+
+    r = CMD(c, "COMMAND INFO get incr nosuchcommand");
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    if (ok) {
+        redisReply *g = r->element[0], *i = r->element[1];
+        ok = g->type == REDIS_REPLY_ARRAY && g->elements >= 6 &&
+             strcmp(g->element[0]->str, "get") == 0 && g->element[1]->integer == 2 &&
+             g->element[2]->type == REDIS_REPLY_ARRAY && g->element[3]->integer == 1 &&
+             g->element[4]->integer == 1 && g->element[5]->integer == 1 &&
+             i->type == REDIS_REPLY_ARRAY && strcmp(i->element[0]->str, "incr") == 0 &&
+             i->element[1]->integer == 2 && r->element[2]->type == REDIS_REPLY_NIL;
+    }
+    CHECK_TRUE(ok, "COMMAND INFO get incr nosuchcommand: expected [[get, 2, [flags], 1, 1, 1, "
+                   "...], [incr, 2, ...], nil]");
+    freeReplyObject(r);
+    r = CMD(c, "COMMAND INFO mset");
+    ok = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+         r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 6 &&
+         r->element[0]->element[1]->integer == -3 && r->element[0]->element[3]->integer == 1 &&
+         r->element[0]->element[4]->integer == -1 && r->element[0]->element[5]->integer == 2;
+    CHECK_TRUE(ok, "COMMAND INFO mset: expected arity -3, keys 1, -1, step 2");
+    freeReplyObject(r);
+
+    r = CMD(c, "COMMAND DOCS get");
+    ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+         r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "get") == 0 &&
+         r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements >= 4;
+    bool summary = false;
+    for (size_t i = 0; ok && i < r->element[1]->elements; i += 2)
+        if (r->element[1]->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[1]->element[i]->str, "summary") == 0)
+            summary = true;
+    CHECK_TRUE(ok && summary, "COMMAND DOCS get: expected [get, [summary, ..., ...]]");
+    freeReplyObject(r);
+    /* All the docs nest deeper than hiredis 0.14 reads: count them over a raw socket. */
+    struct conn rc;
+    if (conn_open(&rc, g_port) == 0) {
+        char want[32];
+        snprintf(want, sizeof want, "*%lld\r\n", 2 * count);
+        RAW_PREFIX(&rc, want, "COMMAND", "DOCS");
+        conn_close(&rc);
+    }
+
+    r = CMD(c, "COMMAND LIST");
+    bool has_incr = false, has_get = false, has_scan = false;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        has_incr |= strcmp(r->element[i]->str, "incr") == 0;
+        has_get |= strcmp(r->element[i]->str, "get") == 0;
+        has_scan |= strcmp(r->element[i]->str, "scan") == 0;
+    }
+    CHECK_TRUE(has_incr && has_get && has_scan, "COMMAND LIST lacks incr, get or scan");
+    freeReplyObject(r);
+    EXPECT_ERR(CMD(c, "COMMAND COUNT extra"),
+               "ERR wrong number of arguments for 'command|count' command");
+    EXPECT_ERR_PREFIX(CMD(c, "COMMAND FOO"), "ERR unknown subcommand 'FOO'.");
+
+    /* TIME, DBSIZE, SLOWLOG. */
+    r = CMD(c, "TIME");
+    long long t = now_ms() / 1000;
+    ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+         llabs(atoll(r->element[0]->str) - t) <= 2 && atoll(r->element[1]->str) < 1000000;
+    CHECK_TRUE(ok, "TIME: expected [seconds near %lld, microseconds]", t);
+    freeReplyObject(r);
+    EXPECT_INT(CMD(c, "DBSIZE"), 0);
+    EXPECT_OK(CMD(c, "SLOWLOG RESET"));
+    EXPECT_INT(CMD(c, "SLOWLOG LEN"), 0);
+    r = CMD(c, "SLOWLOG GET");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY, "SLOWLOG GET: expected an array");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* ---- pipelining, transactions, expiry ------------------------------------------------------- */
+
+static void test_pipeline(void)
+{
+    redisContext *c = fresh();
+    for (int i = 0; i < PIPELINE_N; i++) {
+        if (i % 2 == 0)
+            redisAppendCommand(c, "INCR pipe");
+        else
+            redisAppendCommand(c, "GET pipe");
+    }
+    snprintf(last_cmd, sizeof last_cmd, "INCR pipe / GET pipe, %d pipelined", PIPELINE_N);
+    int wrong = 0;
+    for (int i = 0; i < PIPELINE_N; i++) {
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            fail_at(__LINE__, "reply %d: connection error %s", i, c->errstr);
+            exit(1);
+        }
+        long long want = i / 2 + 1;
+        bool ok = i % 2 == 0 ? r->type == REDIS_REPLY_INTEGER && r->integer == want
+                             : r->type == REDIS_REPLY_STRING && atoll(r->str) == want;
+        if (!ok && wrong++ < 5) {
+            char got[300];
+            describe_reply(r, got, sizeof got);
+            fail_at(__LINE__, "reply %d: expected %lld, got %s", i, want, got);
+        }
+        freeReplyObject(r);
+    }
+    CHECK_TRUE(wrong == 0, "%d of %d pipelined replies were wrong", wrong, PIPELINE_N);
+    EXPECT_STR(CMD(c, "GET pipe"), "5000");
+    redisFree(c);
+}
+
+struct multi_reader {
+    int port;
+    atomic_bool done;
+    long reads, bad;
+    long long bad_value;
+};
+
+static void *multi_reader_main(void *arg)
+{
+    struct multi_reader *m = arg;
+    redisContext *c = connect_port(m->port);
+    while (!atomic_load(&m->done) && m->reads < 1000000) {
+        redisReply *r = redisCommand(c, "GET mk");
+        if (!r)
+            break;
+        long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+        if (r->type != REDIS_REPLY_NIL && (r->type != REDIS_REPLY_STRING || v % MULTI_BATCH)) {
+            if (m->bad++ == 0)
+                m->bad_value = v;
+        }
+        m->reads++;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return NULL;
+}
+
+static void test_multi(void)
+{
+    redisContext *c = fresh();
+    EXPECT_OK(CMD(c, "MULTI"));
+    EXPECT_STATUS(CMD(c, "SET s 1"), "QUEUED");
+    EXPECT_STATUS(CMD(c, "INCR s"), "QUEUED");
+    EXPECT_LIST(CMD(c, "EXEC"), "OK,(integer) 2");
+    EXPECT_OK(CMD(c, "MULTI"));
+    EXPECT_STATUS(CMD(c, "INCR s"), "QUEUED");
+    EXPECT_OK(CMD(c, "DISCARD"));
+    EXPECT_STR(CMD(c, "GET s"), "2");
+    EXPECT_ERR(CMD(c, "EXEC"), "ERR EXEC without MULTI");
+
+    struct multi_reader m = {.port = g_port};
+    pthread_t th;
+    pthread_create(&th, NULL, multi_reader_main, &m);
+    int bad_exec = 0;
+    for (int round = 0; round < MULTI_ROUNDS; round++) {
+        redisAppendCommand(c, "MULTI");
+        for (int i = 0; i < MULTI_BATCH; i++)
+            redisAppendCommand(c, "INCR mk");
+        redisAppendCommand(c, "EXEC");
+        snprintf(last_cmd, sizeof last_cmd, "MULTI; INCR mk x%d; EXEC (round %d)", MULTI_BATCH,
+                 round);
+        for (int i = 0; i < MULTI_BATCH + 2; i++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                fail_at(__LINE__, "connection error %s", c->errstr);
+                exit(1);
+            }
+            if (i == MULTI_BATCH + 1) {
+                bool ok =
+                    r->type == REDIS_REPLY_ARRAY && r->elements == MULTI_BATCH &&
+                    r->element[MULTI_BATCH - 1]->type == REDIS_REPLY_INTEGER &&
+                    r->element[MULTI_BATCH - 1]->integer == (long long)(round + 1) * MULTI_BATCH;
+                if (!ok && bad_exec++ == 0) {
+                    char got[600];
+                    describe_reply(r, got, sizeof got);
+                    fail_at(__LINE__, "EXEC: expected %d replies ending with %lld, got %s",
+                            MULTI_BATCH, (long long)(round + 1) * MULTI_BATCH, got);
+                }
+            }
+            freeReplyObject(r);
+        }
+    }
+    atomic_store(&m.done, true);
+    pthread_join(th, NULL);
+    snprintf(last_cmd, sizeof last_cmd, "GET mk from a second client during the transactions");
+    CHECK_TRUE(m.bad == 0 && m.reads > 0,
+               "the reader saw %ld values that are not multiples of %d (first: %lld) in %ld "
+               "reads",
+               m.bad, MULTI_BATCH, m.bad_value, m.reads);
+    printf("multi: %ld concurrent reads during %d transactions of %d INCRs\n", m.reads,
+           MULTI_ROUNDS, MULTI_BATCH);
+    EXPECT_STR(CMD(c, "GET mk"), "30000");
+    redisFree(c);
+}
+
+static void test_expiry(void)
+{
+    redisContext *c = fresh();
+    EXPECT_OK(CMD(c, "SET e v PX 50"));
+    EXPECT_INT(CMD(c, "INCR e2"), 1);
+    EXPECT_INT(CMD(c, "PEXPIRE e2 50"), 1);
+    EXPECT_OK(CMD(c, "SET keep v"));
+    long long start = mono_ms(), gone_e = -1, gone_e2 = -1;
+    while (mono_ms() - start < EXPIRY_POLL_MS && (gone_e < 0 || gone_e2 < 0)) {
+        redisReply *r = CMD(c, "GET e");
+        if (r->type == REDIS_REPLY_NIL && gone_e < 0)
+            gone_e = mono_ms() - start;
+        freeReplyObject(r);
+        r = CMD(c, "EXISTS e2");
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && gone_e2 < 0)
+            gone_e2 = mono_ms() - start;
+        freeReplyObject(r);
+        usleep(5000);
+    }
+    snprintf(last_cmd, sizeof last_cmd, "SET e v PX 50 / PEXPIRE e2 50, then polling");
+    CHECK_TRUE(gone_e >= 0 && gone_e2 >= 0, "still there after %d ms: e %s, e2 %s", EXPIRY_POLL_MS,
+               gone_e < 0 ? "yes" : "no", gone_e2 < 0 ? "yes" : "no");
+    EXPECT_INT(CMD(c, "TTL e"), -2);
+    EXPECT_INT(CMD(c, "PTTL e2"), -2);
+    EXPECT_STR(CMD(c, "GET keep"), "v");
+    EXPECT_INT(CMD(c, "INCR e2"), 1);
+    redisFree(c);
+}
+
+/* ---- durability ----------------------------------------------------------------------------- */
+
+static void test_restart(const char *tmp)
+{
+    struct test_server s;
+    srv_init(&s, tmp, "restart");
+    srv_start(&s);
+    redisContext *c = connect_port(s.port);
+    EXPECT_OK(CMD(c, "SET str hello"));
+    EXPECT_INT(CMD(c, "INCRBY cnt 41"), 41);
+    EXPECT_INT(CMD(c, "INCR cnt"), 42);
+    EXPECT_STR(CMD(c, "INCRBYFLOAT fl 2.5"), "2.5");
+    EXPECT_OK(CMD(c, "SET ttl v EX 1000"));
+    EXPECT_OK(CMD(c, "SET gone v"));
+    EXPECT_INT(CMD(c, "DEL gone"), 1);
+    EXPECT_INT(CMD(c, "APPEND ap abc"), 3);
+    for (int i = 0; i < 1000; i++)
+        redisAppendCommand(c, "INCRBY many:%d %d", i % 10, i);
+    for (int i = 0; i < 1000; i++) {
+        void *r;
+        if (redisGetReply(c, &r) != REDIS_OK)
+            exit(1);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    int st = srv_stop_with(&s, SIGTERM);
+    snprintf(last_cmd, sizeof last_cmd, "SIGTERM");
+    CHECK_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+               "the server did not exit with status 0 on SIGTERM (wait status %d)", st);
+
+    srv_start(&s);
+    c = connect_port(s.port);
+    EXPECT_STR(CMD(c, "GET str"), "hello");
+    EXPECT_STR(CMD(c, "GET cnt"), "42");
+    EXPECT_INT(CMD(c, "INCR cnt"), 43);
+    EXPECT_STR(CMD(c, "GET fl"), "2.5");
+    EXPECT_RANGE(CMD(c, "TTL ttl"), 990, 1000);
+    EXPECT_INT(CMD(c, "EXISTS gone"), 0);
+    EXPECT_STR(CMD(c, "GET ap"), "abc");
+    for (int k = 0; k < 10; k++) {
+        long long want = 0;
+        for (int i = k; i < 1000; i += 10)
+            want += i;
+        char ws[32];
+        snprintf(ws, sizeof ws, "%lld", want);
+        EXPECT_STR(CMD(c, "GET many:%d", k), ws);
+    }
+    EXPECT_INT(CMD(c, "DBSIZE"), 15);
+    redisFree(c);
+    srv_stop_with(&s, SIGTERM);
+}
+
+struct crash_load {
+    int port;
+    atomic_long acked_total;
+    long long acked[CRASH_KEYS], sent[CRASH_KEYS];
+    long long bad_replies;
+};
+
+/* Pipelines INCRBYs in batches until the connection dies; counts what was acknowledged. */
+static void *crash_load_main(void *arg)
+{
+    struct crash_load *L = arg;
+    redisContext *c = connect_port(L->port);
+    for (long round = 0; round < 1000000; round++) {
+        for (int i = 0; i < CRASH_BATCH; i++) {
+            int k = i % CRASH_KEYS;
+            redisAppendCommand(c, "INCRBY crash:%d %d", k, k + 1);
+            L->sent[k] += k + 1;
+        }
+        for (int i = 0; i < CRASH_BATCH; i++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK)
+                goto out;
+            if (r->type == REDIS_REPLY_INTEGER) {
+                L->acked[i % CRASH_KEYS] += i % CRASH_KEYS + 1;
+                atomic_fetch_add(&L->acked_total, 1);
+            } else {
+                L->bad_replies++;
+            }
+            freeReplyObject(r);
+        }
+    }
+out:
+    redisFree(c);
+    return NULL;
+}
+
+static long long get_ll(redisContext *c, const char *key)
+{
+    redisReply *r = CMD(c, "GET %s", key);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL) {
+        char got[600];
+        describe_reply(r, got, sizeof got);
+        fail_at(__LINE__, "expected a value or nil, got %s", got);
+    }
+    freeReplyObject(r);
+    return v;
+}
+
+static void test_kill9(const char *tmp)
+{
+    struct test_server s;
+    srv_init(&s, tmp, "kill9");
+    srv_add_opt(&s, "fsync", "always");
+    srv_start(&s);
+    for (int round = 0; round < CRASH_ROUNDS; round++) {
+        redisContext *c = connect_port(s.port);
+        long long base[CRASH_KEYS];
+        char key[32];
+        for (int k = 0; k < CRASH_KEYS; k++) {
+            snprintf(key, sizeof key, "crash:%d", k);
+            base[k] = get_ll(c, key);
+        }
+        redisFree(c);
+
+        struct crash_load L = {.port = s.port};
+        pthread_t th;
+        pthread_create(&th, NULL, crash_load_main, &L);
+        long long start = mono_ms();
+        while (atomic_load(&L.acked_total) < CRASH_MIN_ACKED && mono_ms() - start < CRASH_WAIT_MS)
+            usleep(1000);
+        usleep(20000 * (unsigned)round);
+        srv_stop_with(&s, SIGKILL);
+        pthread_join(th, NULL);
+
+        srv_start(&s);
+        c = connect_port(s.port);
+        snprintf(last_cmd, sizeof last_cmd, "kill -9 under fsync always, round %d", round);
+        CHECK_TRUE(L.bad_replies == 0, "%lld INCRBY replies were not integers", L.bad_replies);
+        CHECK_TRUE(atomic_load(&L.acked_total) >= CRASH_MIN_ACKED,
+                   "only %ld INCRBYs acknowledged in %d ms", atomic_load(&L.acked_total),
+                   CRASH_WAIT_MS);
+        for (int k = 0; k < CRASH_KEYS; k++) {
+            snprintf(key, sizeof key, "crash:%d", k);
+            long long v = get_ll(c, key) - base[k];
+            CHECK_TRUE(v >= L.acked[k] && v <= L.sent[k],
+                       "%s grew by %lld after the restart: acknowledged %lld, sent %lld", key, v,
+                       L.acked[k], L.sent[k]);
+        }
+        printf("kill -9 round %d: %ld INCRBYs acknowledged, all present\n", round,
+               atomic_load(&L.acked_total));
+        redisFree(c);
+    }
+    srv_stop_with(&s, SIGTERM);
+}
+
+int main(void)
+{
+    g_redis = srv_is_redis();
+    if (!g_redis)
+        test_require_uring();
+    srv_setup(TEST_ALARM_S);
+    char *tmp = test_tmpdir("server");
+    struct test_server srv;
+    srv_init(&srv, tmp, "main");
+    srv_start(&srv);
+    g_port = srv.port;
+    printf("testing %s on port %d\n", srv_binary(), g_port);
+    fflush(stdout);
+
+    test_get_set();
+    test_string_commands();
+    test_incr_family();
+    test_increx();
+    test_keys_basic();
+    test_expire_family();
+    test_scan();
+    test_connection();
+    test_resp3();
+    test_info();
+    test_config();
+    test_command();
+    test_pipeline();
+    test_multi();
+    test_expiry();
+    srv_stop_with(&srv, SIGTERM);
+    test_auth(tmp);
+    test_restart(tmp);
+    test_kill9(tmp);
+
+    if (n_failed == 0 && getenv("TALLY_KEEP_TMP") == NULL)
+        test_rmdir(tmp);
+    free(tmp);
+    printf("%d passed, %d failed\n", n_passed, n_failed);
+    return n_failed ? 1 : 0;
+}
