@@ -47,16 +47,16 @@ const uint8_t *tl_block_finish(struct tl_block_builder *b, size_t *len);
 /* An iterator over finished contents. It does not copy the block: keep it alive meanwhile. */
 struct tl_block_iter {
     const uint8_t *data;
-    size_t size;          /* of the entries area */
+    size_t size; /* of the entries area */
     uint32_t n_restarts;
     const uint8_t *restarts;
-    size_t cur;           /* offset of the current entry; size when not valid */
-    size_t next;          /* offset of the entry after it */
-    uint8_t *key;         /* the current key, rebuilt from the shared prefix */
+    size_t cur;   /* offset of the current entry; size when not valid */
+    size_t next;  /* offset of the entry after it */
+    uint8_t *key; /* the current key, rebuilt from the shared prefix */
     size_t klen, kcap;
     const uint8_t *val;
     size_t vlen;
-    int status;           /* 0, or TL_ECORRUPT once a malformed entry was met */
+    int status; /* 0, or TL_ECORRUPT once a malformed entry was met */
 };
 
 /* Returns 0 or TL_ECORRUPT when the restart array does not fit the contents. */

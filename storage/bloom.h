@@ -14,8 +14,7 @@
 #include <stdint.h>
 
 /* Builds the filter of n keys given their tl_hash64 values. *out is malloc'd. */
-int tl_bloom_build(const uint64_t *hashes, size_t n, int bits_per_key, uint8_t **out,
-                   size_t *len);
+int tl_bloom_build(const uint64_t *hashes, size_t n, int bits_per_key, uint8_t **out, size_t *len);
 bool tl_bloom_may_contain(const uint8_t *filter, size_t len, uint64_t hash);
 
 #endif

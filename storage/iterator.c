@@ -413,8 +413,9 @@ static int iter_skip_absent(struct tl_iter *it)
     while (it->mg.valid) {
         int rc = tl_fold_result(&it->mg.fold, true, now, &it->cur);
         if (rc < 0)
-            return it->status = tl_error(TL_ECORRUPT, "%s: an increment is stored over a byte "
-                                                      "value; run tallyctl verify",
+            return it->status = tl_error(TL_ECORRUPT,
+                                         "%s: an increment is stored over a byte "
+                                         "value; run tallyctl verify",
                                          it->db->dir);
         if (it->cur.kind != TL_KIND_DELETE)
             return 0;

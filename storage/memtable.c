@@ -110,9 +110,7 @@ size_t tl_memtable_bytes_used(const struct tl_memtable *m)
     return used > m->arena_bytes ? m->arena_bytes : used;
 }
 
-
-struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t klen,
-                                 uint64_t hash)
+struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t klen, uint64_t hash)
 {
     uint64_t tag = hash & 0xffffffff00000000ull;
     for (uint64_t i = hash & m->mask, n = 0; n <= m->mask; i = (i + 1) & m->mask, n++) {
@@ -178,8 +176,7 @@ struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_
     for (uint64_t i = hash & m->mask, n = 0; n <= m->mask; i = (i + 1) & m->mask, n++) {
         uint64_t w = atomic_load_explicit(&m->slots[i], memory_order_acquire);
         while (w == SLOT_EMPTY) {
-            if (atomic_compare_exchange_weak_explicit(&m->slots[i], &w, word,
-                                                      memory_order_acq_rel,
+            if (atomic_compare_exchange_weak_explicit(&m->slots[i], &w, word, memory_order_acq_rel,
                                                       memory_order_acquire)) {
                 atomic_fetch_add(&m->entries, 1);
                 *inserted = true;

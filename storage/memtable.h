@@ -76,9 +76,9 @@ struct tl_memtable {
     /* Engine bookkeeping (db.c): writers inside, frozen flag, references from versions. */
     _Atomic int64_t writers;
     _Atomic int frozen;
-    int refs;             /* guarded by the engine's mutex */
-    uint64_t wal_number;  /* WAL segment holding this memtable's records */
-    uint64_t last_seq;    /* set when frozen: no record of it is newer */
+    int refs;                /* guarded by the engine's mutex */
+    uint64_t wal_number;     /* WAL segment holding this memtable's records */
+    uint64_t last_seq;       /* set when frozen: no record of it is newer */
     struct tl_cell **sorted; /* set by tl_memtable_sort once frozen */
     size_t n_sorted;
 };

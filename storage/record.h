@@ -77,7 +77,7 @@ struct tl_fold {
     bool done;        /* a PUT or DELETE was reached */
     bool have_expiry; /* the newest expiry seen above the base */
     int64_t expire_ms;
-    uint64_t delta;   /* sum of MERGE deltas above the base, wrapping (see record.c) */
+    uint64_t delta; /* sum of MERGE deltas above the base, wrapping (see record.c) */
     bool have_merge;
     struct tl_record base; /* the final record, when done */
     uint8_t *owned;        /* a copy of base's bytes that the fold owns (tl_fold_free) */
@@ -94,8 +94,8 @@ bool tl_fold_add(struct tl_fold *f, const struct tl_record *older);
 /* The folded result as one record that can replace all the folded ones: a PUT or DELETE when
  * the fold is done, or reached the bottom (bottom = no older layers exist), else a MERGE_INT or
  * EXPIRE that still needs older layers. With now_ms > 0, a result whose expiry has passed
- * (tl_expired) becomes DELETE: the key is gone whatever older layers hold. Returns TL_ENOTINT when a merge sits on
- * a byte value (never written by the engine: the data is corrupt). */
+ * (tl_expired) becomes DELETE: the key is gone whatever older layers hold. Returns TL_ENOTINT when
+ * a merge sits on a byte value (never written by the engine: the data is corrupt). */
 int tl_fold_result(const struct tl_fold *f, bool bottom, int64_t now_ms, struct tl_record *out);
 
 /* A record that is final (PUT or DELETE) as a tl_val; bytes are copied. Returns 1 if the key

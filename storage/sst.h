@@ -32,10 +32,10 @@
 #include "record.h"
 #include "tallystore.h"
 
-#define TL_SST_MAGIC          0x54414c4c59535354ull
-#define TL_SST_VERSION        1
-#define TL_SST_FOOTER_BYTES   48
-#define TL_SST_TRAILER_BYTES  5
+#define TL_SST_MAGIC         0x54414c4c59535354ull
+#define TL_SST_VERSION       1
+#define TL_SST_FOOTER_BYTES  48
+#define TL_SST_TRAILER_BYTES 5
 /* Largest block a reader accepts (a bigger size field is corruption). */
 #define TL_SST_MAX_BLOCK_BYTES (64u << 20)
 
@@ -58,7 +58,7 @@ struct tl_sst_props {
     uint64_t expiring_entries; /* entries with an expiry */
     int64_t expire_p50_ms;     /* median expiry among those; 0 if none */
     uint64_t file_size;
-    uint8_t *smallest;         /* malloc'd copies of the first and last keys */
+    uint8_t *smallest; /* malloc'd copies of the first and last keys */
     size_t smallest_len;
     uint8_t *largest;
     size_t largest_len;

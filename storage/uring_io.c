@@ -127,8 +127,8 @@ static int run_batch(enum io_op op, struct tl_io_req *reqs, size_t n)
                 io_uring_prep_read(sqe, r->fd, (char *)r->buf + done, (unsigned)(r->len - done),
                                    r->off + done);
             else
-                io_uring_prep_write(sqe, r->fd, (char *)r->buf + done,
-                                    (unsigned)(r->len - done), r->off + done);
+                io_uring_prep_write(sqe, r->fd, (char *)r->buf + done, (unsigned)(r->len - done),
+                                    r->off + done);
             io_uring_sqe_set_data64(sqe, i);
             inflight++;
         }
@@ -269,8 +269,7 @@ int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
             return tl_error(res, "write of %zu bytes at offset %llu failed: %s", len,
                             (unsigned long long)off, strerror(-res));
         if (res == 0)
-            return tl_error(-EIO, "write at offset %llu made no progress",
-                            (unsigned long long)off);
+            return tl_error(-EIO, "write at offset %llu made no progress", (unsigned long long)off);
         if ((size_t)res == len)
             return 0;
         p += res;

@@ -201,8 +201,8 @@ int tl_version_apply(struct tl_db *db, struct tl_version *v, const struct tl_ver
         const struct tl_file_meta *meta = &e->added[a];
         int l = meta->level;
         if (l < 0 || l >= TL_MAX_LEVELS)
-            return tl_error(TL_ECORRUPT, "%s: the manifest puts table %06llu in level %d",
-                            db->dir, (unsigned long long)meta->number, l);
+            return tl_error(TL_ECORRUPT, "%s: the manifest puts table %06llu in level %d", db->dir,
+                            (unsigned long long)meta->number, l);
         struct tl_table *t;
         int rc = tl_table_open(db, meta, &t);
         if (rc < 0)

@@ -47,7 +47,7 @@ static int key_of(char *buf, int i)
     return snprintf(buf, 32, "key:%06d", i);
 }
 
-#define KEYS 1000
+#define KEYS   1000
 #define ROUNDS 5
 
 static void test_fold_merges(void)

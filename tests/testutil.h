@@ -17,34 +17,34 @@
 
 #define TEST_SKIP 77
 
-#define CHECK(cond)                                                                             \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__,    \
-                    #cond, tl_last_error());                                                    \
-            exit(1);                                                                            \
-        }                                                                                       \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__,      \
+                    #cond, tl_last_error());                                                       \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                      \
-    do {                                                                                        \
-        long long _a = (long long)(a), _b = (long long)(b);                                     \
-        if (_a != _b) {                                                                         \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld (last error: %s)\n",         \
-                    __FILE__, __LINE__, #a, _a, #b, _b, tl_last_error());                       \
-            exit(1);                                                                            \
-        }                                                                                       \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long _a = (long long)(a), _b = (long long)(b);                                        \
+        if (_a != _b) {                                                                            \
+            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld (last error: %s)\n", __FILE__, \
+                    __LINE__, #a, _a, #b, _b, tl_last_error());                                    \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* Asserts a call returned 0 (or a non-negative result), printing the error otherwise. */
-#define CHECK_OK(call)                                                                          \
-    do {                                                                                        \
-        long long _rc = (long long)(call);                                                      \
-        if (_rc < 0) {                                                                          \
-            fprintf(stderr, "%s:%d: %s failed: %lld %s: %s\n", __FILE__, __LINE__, #call, _rc,   \
-                    tl_strerror((int)_rc), tl_last_error());                                    \
-            exit(1);                                                                            \
-        }                                                                                       \
+#define CHECK_OK(call)                                                                             \
+    do {                                                                                           \
+        long long _rc = (long long)(call);                                                         \
+        if (_rc < 0) {                                                                             \
+            fprintf(stderr, "%s:%d: %s failed: %lld %s: %s\n", __FILE__, __LINE__, #call, _rc,     \
+                    tl_strerror((int)_rc), tl_last_error());                                       \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* Exits 77 (automake's SKIP) when io_uring cannot be used here. */
