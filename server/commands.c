@@ -20,7 +20,9 @@
  * least one side sees the other's store: either the command backs off or EXEC waits for it to
  * finish. A command that sees exec_pending clears its flag and waits on exec_lock shared,
  * which EXEC holds until it is done. The common path costs one exchange and one load on a line
- * no other thread writes (about 5 ns, the same with two threads).
+ * no other thread writes (about 5 ns, the same with two threads). A command flagged
+ * TL_CMD_EXCLUSIVE (a multi-key write such as MSET) runs alone the same way, as a transaction
+ * of one command; inside EXEC it just runs, the exclusion being held already.
  *
  * The slow log times every command; one at or over slowlog-log-slower-than microseconds is
  * copied (at most 32 arguments of at most 128 bytes each, as Redis shows them) into the ring
@@ -41,8 +43,8 @@
 #define TL_CMD_NAME_MAX 64
 
 /* Redis's limits on what error replies and the slow log show of arguments. */
-#define TL_ERR_SHOW_BYTES      128
-#define TL_SLOWLOG_SHOW_BYTES  128
+#define TL_ERR_SHOW_BYTES       128
+#define TL_SLOWLOG_SHOW_BYTES   128
 #define TL_SLOWLOG_SUFFIX_BYTES 48 /* "... (N more bytes)" */
 
 /* EXEC spins this many times on a busy thread's flag before it starts yielding the CPU. */
@@ -67,8 +69,7 @@ const struct tl_command tl_commands_transactions[] = {
     {"multi", 1, TL_TX_FLAGS | TL_CMD_FAST, 0, 0, 0, cmd_multi, "transactions", "1.2.0",
      "Starts a transaction.", "O(1)", "", NULL},
     {"exec", 1, TL_TX_FLAGS, 0, 0, 0, cmd_exec, "transactions", "1.2.0",
-     "Executes all commands in a transaction.", "Depends on commands in the transaction", "",
-     NULL},
+     "Executes all commands in a transaction.", "Depends on commands in the transaction", "", NULL},
     {"discard", 1, TL_TX_FLAGS | TL_CMD_FAST, 0, 0, 0, cmd_discard, "transactions", "2.0.0",
      "Discards a transaction.", "O(N), when N is the number of queued commands", "", NULL},
     {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
@@ -214,6 +215,7 @@ void tl_reply_syntax_error(struct tl_client *c)
 
 void tl_reply_engine_error(struct tl_client *c, int rc)
 {
+    /* By the code, not the text: the engine's messages name the key and may change. */
     switch (rc) {
     case TL_EOVERFLOW:
         tl_reply_error(c, "ERR increment or decrement would overflow");
@@ -228,13 +230,14 @@ void tl_reply_engine_error(struct tl_client *c, int rc)
         tl_reply_error(c, "ERR increment would produce NaN or Infinity");
         return;
     case TL_ETOOBIG:
-        /* Redis's text for an over-long string, naming Tally's setting; a key over its limit
-         * or an over-long float result keeps the engine's own message. */
-        if (strncmp(tl_last_error(), "value of", 8) == 0) {
-            tl_reply_error(c, "ERR string exceeds maximum allowed size (max-value-bytes)");
-            return;
-        }
-        break;
+        /* Keys are checked by tl_dbkey_make before they reach the engine, so a value is over
+         * its limit: Redis's text, naming Tally's setting. */
+        tl_reply_error(c, "ERR string exceeds maximum allowed size (max-value-bytes)");
+        return;
+    case TL_EKEYTOOLONG:
+        tl_reply_errorf(c, "ERR key exceeds maximum allowed size (%d bytes)",
+                        TL_MAX_USER_KEY_BYTES);
+        return;
     default:
         break;
     }
@@ -270,9 +273,9 @@ bool tl_arg_eq(const char *s, size_t len, const char *word)
 /* ---- EXEC's exclusion (see the file comment) ------------------------------------------------ */
 
 struct tl_cmd_slot {
-    _Atomic int active;        /* a command is running on the owning thread */
-    _Atomic bool in_use;       /* owned by a live thread */
-    struct tl_cmd_slot *next;  /* set before the slot is published, never changed */
+    _Atomic int active;       /* a command is running on the owning thread */
+    _Atomic bool in_use;      /* owned by a live thread */
+    struct tl_cmd_slot *next; /* set before the slot is published, never changed */
 } __attribute__((aligned(TL_CACHE_LINE)));
 
 static _Atomic(struct tl_cmd_slot *) slots_head;
@@ -622,7 +625,8 @@ static void cmd_discard(struct tl_client *c, struct tl_args *a)
     tl_reply_ok(c);
 }
 
-/* Runs the queued commands with every other command excluded (called outside shared_enter). */
+/* Runs the queued commands with every other command excluded (called outside shared_enter).
+ * A TL_CMD_EXCLUSIVE command among them runs as the others do: the exclusion is already held. */
 static void cmd_exec(struct tl_client *c, struct tl_args *a)
 {
     if (!c->in_multi) {
@@ -746,8 +750,14 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a)
         cmd_exec(c, a); /* takes the exclusive side itself, and times each queued command */
         return;
     }
-    struct tl_cmd_slot *slot = shared_enter();
-    fn(c, a);
-    shared_exit(slot);
+    if (flags & TL_CMD_EXCLUSIVE) {
+        exclusive_begin();
+        fn(c, a);
+        exclusive_end();
+    } else {
+        struct tl_cmd_slot *slot = shared_enter();
+        fn(c, a);
+        shared_exit(slot);
+    }
     slowlog_check(c, a, start_us);
 }

@@ -17,6 +17,10 @@
  * restart) answers an empty page with cursor 0: the scan ends early rather than restarting or
  * returning keys twice. Redis's SCAN guarantee (every key present for the whole scan is
  * returned) holds for scans whose cursors are not evicted between pages.
+ *
+ * Databases (keyspace.c): every engine call takes the engine key of the client's database, and
+ * SCAN, KEYS, DBSIZE and FLUSHDB walk only that database's range, in user key order. A cursor
+ * holds a user key, so a scan continues in whatever database the client has selected.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,14 +52,31 @@ static void count_lookup(bool hit)
     atomic_fetch_add(hit ? &tl_srv->keyspace_hits : &tl_srv->keyspace_misses, 1);
 }
 
-/* Looks up key's expiry: 1 when it exists (with *expire_ms, 0 for none), 0 when it does not,
- * or a negative engine error. */
-static int key_expiry(const char *key, size_t klen, int64_t *expire_ms)
+/* Looks up key's expiry in the client's database: 1 when it exists (with *expire_ms, 0 for
+ * none), 0 when it does not, or a negative error. */
+static int key_expiry(struct tl_client *c, const char *key, size_t klen, int64_t *expire_ms)
 {
-    struct tl_val v;
-    int rc = tl_db_get(tl_srv->db, key, klen, &v);
+    struct tl_val v = {0};
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_get(tl_srv->db, k.p, k.len, &v);
+    tl_dbkey_free(&k);
     *expire_ms = rc == 1 ? v.expire_ms : 0;
     tl_val_clear(&v);
+    return rc;
+}
+
+/* tl_db_update on key in the client's database; raises c->wait_seq. */
+static int key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
+    tl_dbkey_free(&k);
+    note_seq(c, seq);
     return rc;
 }
 
@@ -67,7 +88,11 @@ static void cmd_del(struct tl_client *c, struct tl_args *a)
     for (int j = 1; j < a->argc; j++) {
         bool existed = false;
         uint64_t seq = 0;
-        int rc = tl_db_delete(tl_srv->db, a->argv[j], a->len[j], &existed, &seq);
+        struct tl_dbkey k;
+        int rc = tl_dbkey_make(&k, c->db, a->argv[j], a->len[j]);
+        if (rc == 0)
+            rc = tl_db_delete(tl_srv->db, k.p, k.len, &existed, &seq);
+        tl_dbkey_free(&k);
         note_seq(c, seq);
         if (rc < 0) {
             tl_reply_engine_error(c, rc);
@@ -84,7 +109,7 @@ static void cmd_exists(struct tl_client *c, struct tl_args *a)
     int64_t n = 0;
     for (int j = 1; j < a->argc; j++) {
         int64_t expire_ms;
-        int rc = key_expiry(a->argv[j], a->len[j], &expire_ms);
+        int rc = key_expiry(c, a->argv[j], a->len[j], &expire_ms);
         if (rc < 0) {
             tl_reply_engine_error(c, rc);
             return;
@@ -99,7 +124,7 @@ static void cmd_exists(struct tl_client *c, struct tl_args *a)
 static void cmd_type(struct tl_client *c, struct tl_args *a)
 {
     int64_t expire_ms;
-    int rc = key_expiry(a->argv[1], a->len[1], &expire_ms);
+    int rc = key_expiry(c, a->argv[1], a->len[1], &expire_ms);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -189,9 +214,7 @@ static void expire_generic(struct tl_client *c, struct tl_args *a, int64_t unit_
     }
     op.when_ms = when;
 
-    uint64_t seq = 0;
-    int rc = tl_db_update(tl_srv->db, a->argv[1], a->len[1], expire_update, &op, &seq);
-    note_seq(c, seq);
+    int rc = key_update(c, a->argv[1], a->len[1], expire_update, &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -234,9 +257,7 @@ static int persist_update(void *arg, const struct tl_val *cur, int found, struct
 static void cmd_persist(struct tl_client *c, struct tl_args *a)
 {
     bool changed = false;
-    uint64_t seq = 0;
-    int rc = tl_db_update(tl_srv->db, a->argv[1], a->len[1], persist_update, &changed, &seq);
-    note_seq(c, seq);
+    int rc = key_update(c, a->argv[1], a->len[1], persist_update, &changed);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -250,7 +271,7 @@ static void cmd_persist(struct tl_client *c, struct tl_args *a)
 static void ttl_generic(struct tl_client *c, struct tl_args *a, bool in_ms, bool absolute)
 {
     int64_t expire_ms;
-    int rc = key_expiry(a->argv[1], a->len[1], &expire_ms);
+    int rc = key_expiry(c, a->argv[1], a->len[1], &expire_ms);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -369,19 +390,17 @@ static void cmd_keys(struct tl_client *c, struct tl_args *a)
     int rc = tl_iter_new(tl_srv->db, &it);
     if (rc < 0)
         goto cleanup;
-    if ((rc = tl_iter_seek(it, pat, prefix_len)) < 0)
-        goto cleanup;
-    for (; tl_iter_valid(it); rc = tl_iter_next(it)) {
-        if (rc < 0)
-            goto cleanup;
-        size_t klen;
-        const char *key = tl_iter_key(it, &klen);
+    const char *key;
+    size_t klen;
+    rc = tl_dbiter_seek(it, c->db, pat, prefix_len);
+    while (rc >= 0 && (rc = tl_dbiter_key(it, c->db, &key, &klen)) == 1) {
         if (cmp_prefix(key, klen, pat, prefix_len) > 0)
             break; /* sorted: no later key has the prefix */
         if (match_all || tl_glob_match(pat, plen, key, klen, false)) {
             if ((rc = key_list_add(&list, key, klen)) < 0)
                 goto cleanup;
         }
+        rc = tl_iter_next(it);
     }
     if (rc < 0)
         goto cleanup;
@@ -522,9 +541,10 @@ struct scan_page {
     size_t last_len;
 };
 
-/* Examines up to page->count keys, from the first one after `after` when resume is set, else
- * from the first key. */
-static int scan_run(struct scan_page *page, const char *after, size_t after_len, bool resume)
+/* Examines up to page->count keys of database db, from the first one after `after` when resume
+ * is set, else from its first key. */
+static int scan_run(struct scan_page *page, int db, const char *after, size_t after_len,
+                    bool resume)
 {
     tl_iter *it = NULL;
     int rc = tl_iter_new(tl_srv->db, &it);
@@ -537,14 +557,18 @@ static int scan_run(struct scan_page *page, const char *after, size_t after_len,
         start = page->pat;
         start_len = page->prefix_len;
     }
-    if ((rc = tl_iter_seek(it, start, start_len)) < 0)
-        goto cleanup;
     int64_t examined = 0;
-    while (tl_iter_valid(it) && examined < page->count) {
-        size_t klen;
-        const char *key = tl_iter_key(it, &klen);
+    const char *key;
+    size_t klen;
+    bool more = false; /* a key that may match follows the page */
+    rc = tl_dbiter_seek(it, db, start, start_len);
+    while (rc >= 0 && (rc = tl_dbiter_key(it, db, &key, &klen)) == 1) {
         if (page->pat && cmp_prefix(key, klen, page->pat, page->prefix_len) > 0)
             break; /* sorted: no later key has the prefix */
+        if (examined == page->count) {
+            more = true;
+            break;
+        }
         if (!(resume && klen == after_len && memcmp(key, after, klen) == 0)) {
             examined++;
             if (page->type_ok &&
@@ -561,10 +585,12 @@ static int scan_run(struct scan_page *page, const char *after, size_t after_len,
             page->last = last;
             page->last_len = klen;
         }
-        if ((rc = tl_iter_next(it)) < 0)
-            goto cleanup;
+        rc = tl_iter_next(it);
     }
-    page->done = !tl_iter_valid(it) || examined < page->count;
+    if (rc < 0)
+        goto cleanup;
+    rc = 0;
+    page->done = !more;
 cleanup:
     tl_iter_free(it);
     return rc;
@@ -620,7 +646,7 @@ static void cmd_scan(struct tl_client *c, struct tl_args *a)
             goto reply;
         }
     }
-    if ((rc = scan_run(&page, after ? after : "", after_len, cursor != 0)) < 0)
+    if ((rc = scan_run(&page, c->db, after ? after : "", after_len, cursor != 0)) < 0)
         goto cleanup;
 reply:;
     uint64_t next_id = 0;
@@ -645,26 +671,53 @@ cleanup:
 
 /* ---- DBSIZE, FLUSHALL, FLUSHDB -------------------------------------------------------------- */
 
+/* Counts the keys of the client's database by walking them: O(keys), as tl_db_count_keys. */
 static void cmd_dbsize(struct tl_client *c, struct tl_args *a)
 {
     uint64_t n = 0;
-    int rc = tl_db_count_keys(tl_srv->db, &n);
+    int rc = tl_keyspace_count(tl_srv->db, c->db, &n);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
         tl_reply_int(c, (int64_t)n);
 }
 
-/* FLUSHALL [ASYNC|SYNC], FLUSHDB [ASYNC|SYNC]: one database, so both drop every key. The drop
- * is one manifest edit, durable when tl_db_drop_all returns: no WAL sequence to wait for. */
-static void cmd_flushall(struct tl_client *c, struct tl_args *a)
+/* FLUSHALL's and FLUSHDB's optional argument; ASYNC runs synchronously (nothing is freed in
+ * the background). Replies the syntax error itself. */
+static bool flush_args_ok(struct tl_client *c, struct tl_args *a)
 {
     if (a->argc > 2 || (a->argc == 2 && !tl_arg_eq(a->argv[1], a->len[1], "async") &&
                         !tl_arg_eq(a->argv[1], a->len[1], "sync"))) {
         tl_reply_syntax_error(c);
-        return;
+        return false;
     }
+    return true;
+}
+
+/* FLUSHALL [ASYNC|SYNC]: every database. The drop is one manifest edit, durable when
+ * tl_db_drop_all returns: no WAL sequence to wait for. */
+static void cmd_flushall(struct tl_client *c, struct tl_args *a)
+{
+    if (!flush_args_ok(c, a))
+        return;
     int rc = tl_db_drop_all(tl_srv->db);
+    if (rc < 0)
+        tl_reply_engine_error(c, rc);
+    else
+        tl_reply_ok(c);
+}
+
+/* FLUSHDB [ASYNC|SYNC]: the client's database. It runs alone (TL_CMD_EXCLUSIVE): no client
+ * sees the database half emptied, and none writes another database between tl_keyspace_flush's
+ * check that only this one has keys and its drop of everything. Otherwise the keys are deleted
+ * one by one, O(keys), and the reply waits for the last delete's WAL record. */
+static void cmd_flushdb(struct tl_client *c, struct tl_args *a)
+{
+    if (!flush_args_ok(c, a))
+        return;
+    uint64_t seq = 0;
+    int rc = tl_keyspace_flush(tl_srv->db, c->db, &seq);
+    note_seq(c, seq);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -676,6 +729,7 @@ static void cmd_flushall(struct tl_client *c, struct tl_args *a)
 #define W  TL_CMD_WRITE
 #define RO TL_CMD_READONLY
 #define F  TL_CMD_FAST
+#define X  TL_CMD_EXCLUSIVE
 
 #define EXPIRE_ARGS_DOC(t) "key " t " [NX|XX|GT|LT]"
 
@@ -717,12 +771,15 @@ const struct tl_command tl_commands_keys[] = {
     {"keys", 2, RO, 0, 0, 0, cmd_keys, "generic", "1.0.0",
      "Returns every key that matches a glob pattern.", "O(N) for N keys in the database", "pattern",
      NULL},
-    {"dbsize", 1, RO | F, 0, 0, 0, cmd_dbsize, "server", "1.0.0", "Returns the number of keys.",
-     "O(N) for N keys (the engine counts them)", "", NULL},
-    {"flushall", -1, W, 0, 0, 0, cmd_flushall, "server", "1.0.0", "Deletes every key.",
-     "O(1) in the number of keys: whole files are dropped", "[ASYNC|SYNC]", NULL},
-    {"flushdb", -1, W, 0, 0, 0, cmd_flushall, "server", "1.0.0",
-     "Deletes every key of the (only) database.",
-     "O(1) in the number of keys: whole files are dropped", "[ASYNC|SYNC]", NULL},
+    {"dbsize", 1, RO | F, 0, 0, 0, cmd_dbsize, "server", "1.0.0",
+     "Returns the number of keys in the selected database.", "O(N) for N keys (they are counted)",
+     "", NULL},
+    {"flushall", -1, W, 0, 0, 0, cmd_flushall, "server", "1.0.0",
+     "Deletes every key of every database.", "O(1) in the number of keys: whole files are dropped",
+     "[ASYNC|SYNC]", NULL},
+    {"flushdb", -1, W | X, 0, 0, 0, cmd_flushdb, "server", "1.0.0",
+     "Deletes every key of the selected database.",
+     "O(1) when no other database has keys (whole files are dropped), else O(N) for its N keys",
+     "[ASYNC|SYNC]", NULL},
     {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };

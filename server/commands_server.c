@@ -25,6 +25,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,24 +300,30 @@ static void cmd_quit(struct tl_client *c, struct tl_args *a)
     c->close_after_reply = true;
 }
 
+/* SELECT index: Redis reads the index as a C int, so a number past its range is "not an
+ * integer" and one within it but not a database is "out of range". */
 static void cmd_select(struct tl_client *c, struct tl_args *a)
 {
     int64_t db;
-    if (!tl_arg_int(c, a->argv[1], a->len[1], &db))
+    if (!tl_parse_int(a->argv[1], a->len[1], &db) || db < INT_MIN || db > INT_MAX) {
+        tl_reply_error(c, "ERR value is not an integer or out of range");
         return;
-    if (db != 0) {
+    }
+    if (db < 0 || db >= tl_srv->cfg.databases) {
         tl_reply_error(c, "ERR DB index is out of range");
         return;
     }
+    c->db = (int)db;
     tl_reply_ok(c);
 }
 
-/* RESET: leaves MULTI, goes back to RESP2, forgets the name and, when a password is required,
- * the authentication. */
+/* RESET: leaves MULTI, goes back to RESP2 and database 0, forgets the name and, when a password
+ * is required, the authentication. */
 static void cmd_reset(struct tl_client *c, struct tl_args *a)
 {
     tl_multi_discard(c);
     c->resp = 2;
+    c->db = 0;
     set_client_name(c, "", 0);
     c->authenticated = !requirepass_set();
     tl_reply_status(c, "RESET");
@@ -324,7 +331,7 @@ static void cmd_reset(struct tl_client *c, struct tl_args *a)
 
 /* ---- CLIENT ---------------------------------------------------------------------------------- */
 
-/* One line of CLIENT LIST in Redis 7.0's format; what Tally does not have (pub/sub, databases,
+/* One line of CLIENT LIST in Redis 7.0's format; what Tally does not have (pub/sub,
  * client-side caching) shows as Redis shows it when unused. */
 static void client_line(struct tl_buf *b, const struct tl_client *o, int64_t now_ms)
 {
@@ -346,13 +353,13 @@ static void client_line(struct tl_buf *b, const struct tl_client *o, int64_t now
     int64_t idle_s = (now_ms - (o->last_cmd_ms ? o->last_cmd_ms : o->created_ms)) / 1000;
     tl_buf_printf(b,
                   "id=%" PRIu64 " addr=%s laddr=%s fd=%d name=%s age=%" PRId64 " idle=%" PRId64
-                  " flags=%s db=0 sub=0 psub=0 ssub=0 multi=%ld qbuf=%zu qbuf-free=%zu "
+                  " flags=%s db=%d sub=0 psub=0 ssub=0 multi=%ld qbuf=%zu qbuf-free=%zu "
                   "argv-mem=0 multi-mem=0 rbs=%zu rbp=%zu obl=%zu oll=0 omem=%zu tot-mem=%zu "
                   "events=%s cmd=%s user=default redir=-1 resp=%d\n",
                   o->id, o->addr, o->laddr, o->fd, o->name, age_s < 0 ? 0 : age_s,
-                  idle_s < 0 ? 0 : idle_s, flags, o->in_multi ? (long)o->n_queued : -1L, qlen,
-                  qcap > qlen ? qcap - qlen : 0, ocap, olen, olen, olen, sizeof *o + qcap + ocap,
-                  olen ? "rw" : "r", cmd[0] ? cmd : "NULL", o->resp);
+                  idle_s < 0 ? 0 : idle_s, flags, o->db, o->in_multi ? (long)o->n_queued : -1L,
+                  qlen, qcap > qlen ? qcap - qlen : 0, ocap, olen, olen, olen,
+                  sizeof *o + qcap + ocap, olen ? "rw" : "r", cmd[0] ? cmd : "NULL", o->resp);
 }
 
 static void client_id(struct tl_client *c, struct tl_args *a)
@@ -891,13 +898,18 @@ static void info_cluster(struct tl_buf *b, struct info_ctx *x)
     tl_buf_printf(b, "cluster_enabled:0\r\n");
 }
 
-/* The key count walks every key (tl_db_count_keys is O(keys)), so INFO keyspace costs as much
- * as DBSIZE. Tally does not count keys with an expiry; it reports 0 as Redis does for none. */
+/* One line per database that has keys. Counting walks every key, once for all databases
+ * (O(keys), as DBSIZE of every database at once): INFO keyspace, and INFO or INFO all, cost that
+ * much. Tally does not count keys with an expiry; it reports 0 as Redis does for none. Keys of
+ * a database at or past `databases` (left by a run with more) are shown too: they are stored. */
 static void info_keyspace(struct tl_buf *b, struct info_ctx *x)
 {
-    uint64_t keys = 0;
-    if (tl_srv->db && tl_db_count_keys(tl_srv->db, &keys) == 0 && keys > 0)
-        tl_buf_printf(b, "db0:keys=%" PRIu64 ",expires=0,avg_ttl=0\r\n", keys);
+    uint64_t counts[TL_DATABASES_MAX];
+    if (!tl_srv->db || tl_keyspace_count_all(tl_srv->db, counts) < 0)
+        return;
+    for (int db = 0; db < TL_DATABASES_MAX; db++)
+        if (counts[db] > 0)
+            tl_buf_printf(b, "db%d:keys=%" PRIu64 ",expires=0,avg_ttl=0\r\n", db, counts[db]);
 }
 
 /* Tally's own section: the LSM tree (DESIGN.md section 2). */
@@ -2194,7 +2206,7 @@ const struct tl_command tl_commands_server[] = {
     {"quit", -1, CONN_FLAGS | TL_CMD_NOAUTH | TL_CMD_NOMULTI, 0, 0, 0, cmd_quit, "connection",
      "1.0.0", "Closes the connection.", "O(1)", "", NULL},
     {"select", 2, TL_CMD_LOADING | TL_CMD_STALE | TL_CMD_FAST, 0, 0, 0, cmd_select, "connection",
-     "1.0.0", "Changes the selected database (Tally has only database 0).", "O(1)", "index", NULL},
+     "1.0.0", "Changes the selected database.", "O(1)", "index", NULL},
     {"reset", 1, CONN_FLAGS | TL_CMD_NOAUTH | TL_CMD_NOMULTI, 0, 0, 0, cmd_reset, "connection",
      "6.2.0", "Resets the connection.", "O(1)", "", NULL},
     {"client", -2, 0, 0, 0, 0, cmd_client, "connection", "2.4.0",

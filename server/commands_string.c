@@ -16,11 +16,14 @@
  *
  * Durability: every engine write reports its WAL sequence number; the handler raises
  * c->wait_seq to it so that net.c holds the reply until the WAL has the record.
+ *
+ * Keys: every engine call takes the engine key of the client's database (tl_dbkey_make with
+ * c->db, keyspace.c); the wrappers below build it.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +78,82 @@ static void reply_maybe_val(struct tl_client *c, bool found, const struct tl_val
         tl_reply_val(c, v);
     else
         tl_reply_null(c);
+}
+
+/* The engine calls of this file, on the client's database (see keyspace.c). Each returns what
+ * the engine call does, or tl_dbkey_make's error. */
+static int key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v)
+{
+    struct tl_dbkey k;
+    memset(v, 0, sizeof *v);
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_get(tl_srv->db, k.p, k.len, v);
+    tl_dbkey_free(&k);
+    return rc;
+}
+
+static int key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
+                   int64_t expire_ms)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_put(tl_srv->db, k.p, k.len, val, vlen, expire_ms, &seq);
+    tl_dbkey_free(&k);
+    note_seq(c, seq);
+    return rc;
+}
+
+static int key_delete(struct tl_client *c, const char *key, size_t klen)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_delete(tl_srv->db, k.p, k.len, NULL, &seq);
+    tl_dbkey_free(&k);
+    note_seq(c, seq);
+    return rc;
+}
+
+static int key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
+    tl_dbkey_free(&k);
+    note_seq(c, seq);
+    return rc;
+}
+
+/* Whether a value is over max-value-bytes, replying the error if so. Checked before writing, so
+ * that a conditional write answers the same error as a plain one and MSET writes nothing. */
+static bool value_too_big(struct tl_client *c, size_t vlen)
+{
+    long long max = __atomic_load_n(&tl_srv->cfg.max_value_bytes, __ATOMIC_RELAXED);
+    if (vlen <= (unsigned long long)max)
+        return false;
+    tl_reply_error(c, "ERR string exceeds maximum allowed size (max-value-bytes)");
+    return true;
+}
+
+/* Whether every key and value of MSET's or MSETNX's pairs is within its limit, replying the
+ * error if not: checked before the first write, so that a refused command writes nothing. */
+static bool pairs_fit(struct tl_client *c, const struct tl_args *a)
+{
+    for (int j = 1; j + 1 < a->argc; j += 2) {
+        if (a->len[j] > TL_MAX_USER_KEY_BYTES) {
+            tl_reply_engine_error(c, TL_EKEYTOOLONG);
+            return false;
+        }
+        if (value_too_big(c, a->len[j + 1]))
+            return false;
+    }
+    return true;
 }
 
 /* How an expiry argument is given. */
@@ -149,7 +228,7 @@ static bool expire_keyword(const char *s, size_t len, enum expire_unit *unit,
 static void cmd_get(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = tl_db_get(tl_srv->db, a->argv[1], a->len[1], &v);
+    int rc = key_get(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -171,7 +250,7 @@ static void cmd_mget(struct tl_client *c, struct tl_args *a)
         goto cleanup;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = tl_db_get(tl_srv->db, a->argv[i + 1], a->len[i + 1], &vals[i]);
+        rc = key_get(c, a->argv[i + 1], a->len[i + 1], &vals[i]);
         if (rc < 0)
             goto cleanup;
         found[i] = rc == 1;
@@ -195,7 +274,7 @@ cleanup:
 static void cmd_strlen(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = tl_db_get(tl_srv->db, a->argv[1], a->len[1], &v);
+    int rc = key_get(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -246,18 +325,16 @@ static int set_update(void *arg, const struct tl_val *cur, int found, struct tl_
  * Returns 0 or an engine error (already counted in c->wait_seq either way). */
 static int set_run(struct tl_client *c, const char *key, size_t klen, struct set_op *op)
 {
-    uint64_t seq = 0;
     int rc;
     if (op->cond == SET_ALWAYS && !op->get && !op->keepttl) {
         op->applied = true;
         if (op->expired)
-            rc = tl_db_delete(tl_srv->db, key, klen, NULL, &seq);
+            rc = key_delete(c, key, klen);
         else
-            rc = tl_db_put(tl_srv->db, key, klen, op->val, op->vlen, op->expire_ms, &seq);
+            rc = key_put(c, key, klen, op->val, op->vlen, op->expire_ms);
     } else {
-        rc = tl_db_update(tl_srv->db, key, klen, set_update, op, &seq);
+        rc = key_update(c, key, klen, set_update, op);
     }
-    note_seq(c, seq);
     return rc < 0 ? rc : 0;
 }
 
@@ -307,6 +384,8 @@ static void cmd_set(struct tl_client *c, struct tl_args *a)
         }
         op.expired = op.expire_ms <= now;
     }
+    if (value_too_big(c, op.vlen))
+        return;
     int rc = set_run(c, a->argv[1], a->len[1], &op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
@@ -324,6 +403,8 @@ static void cmd_set(struct tl_client *c, struct tl_args *a)
 static void cmd_setnx(struct tl_client *c, struct tl_args *a)
 {
     struct set_op op = {.val = a->argv[2], .vlen = a->len[2], .cond = SET_NX};
+    if (value_too_big(c, op.vlen))
+        return;
     int rc = set_run(c, a->argv[1], a->len[1], &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
@@ -344,6 +425,8 @@ static void setex_generic(struct tl_client *c, struct tl_args *a, enum expire_un
         return;
     }
     op.expired = op.expire_ms <= now;
+    if (value_too_big(c, op.vlen))
+        return;
     int rc = set_run(c, a->argv[1], a->len[1], &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
@@ -365,6 +448,8 @@ static void cmd_psetex(struct tl_client *c, struct tl_args *a)
 static void cmd_getset(struct tl_client *c, struct tl_args *a)
 {
     struct set_op op = {.val = a->argv[2], .vlen = a->len[2], .get = true};
+    if (value_too_big(c, op.vlen))
+        return;
     int rc = set_run(c, a->argv[1], a->len[1], &op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
@@ -416,9 +501,7 @@ static int getex_update(void *arg, const struct tl_val *cur, int found, struct t
 
 static void getex_run(struct tl_client *c, struct tl_args *a, struct getex_op *op, const char *cmd)
 {
-    uint64_t seq = 0;
-    int rc = tl_db_update(tl_srv->db, a->argv[1], a->len[1], getex_update, op, &seq);
-    note_seq(c, seq);
+    int rc = key_update(c, a->argv[1], a->len[1], getex_update, op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
     } else if (op->found && op->parse != EXPIRE_OK) {
@@ -480,13 +563,12 @@ static void cmd_mset(struct tl_client *c, struct tl_args *a)
         tl_reply_wrong_arity(c, "mset");
         return;
     }
-    /* Each pair is one engine write; with MULTI/EXEC's lock held shared, a concurrent reader
-     * may see some pairs before others (Redis shows all or none). */
+    if (!pairs_fit(c, a))
+        return;
+    /* Each pair is one engine write; the command runs alone (TL_CMD_EXCLUSIVE), so no other
+     * client sees some pairs before the others. */
     for (int j = 1; j < a->argc; j += 2) {
-        uint64_t seq = 0;
-        int rc =
-            tl_db_put(tl_srv->db, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0, &seq);
-        note_seq(c, seq);
+        int rc = key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
         if (rc < 0) {
             tl_reply_engine_error(c, rc);
             return;
@@ -495,25 +577,21 @@ static void cmd_mset(struct tl_client *c, struct tl_args *a)
     tl_reply_ok(c);
 }
 
-/* MSETNX spans keys, and the engine has no multi-key atomic write. The check and the writes
- * run under this mutex, so two MSETNX never interleave; a plain SET of one of the keys from
- * another client can still land between the check and the writes. The full fix is to run
- * MSETNX with tl_srv->exec_lock held exclusively (as EXEC does), which needs commands.c's
- * dispatch to take it so instead of shared for this command. */
-static pthread_mutex_t msetnx_lock = PTHREAD_MUTEX_INITIALIZER;
-
+/* MSETNX spans keys, and the engine has no multi-key atomic write: the command runs alone
+ * (TL_CMD_EXCLUSIVE), so no other client writes between the check and the writes. */
 static void cmd_msetnx(struct tl_client *c, struct tl_args *a)
 {
     if (a->argc % 2 != 1) {
         tl_reply_wrong_arity(c, "msetnx");
         return;
     }
+    if (!pairs_fit(c, a))
+        return;
     int rc = 0;
     bool any_exists = false;
-    pthread_mutex_lock(&msetnx_lock);
     for (int j = 1; j < a->argc && !any_exists; j += 2) {
         struct tl_val v;
-        rc = tl_db_get(tl_srv->db, a->argv[j], a->len[j], &v);
+        rc = key_get(c, a->argv[j], a->len[j], &v);
         tl_val_clear(&v);
         if (rc < 0)
             goto cleanup;
@@ -523,14 +601,11 @@ static void cmd_msetnx(struct tl_client *c, struct tl_args *a)
     if (any_exists)
         goto cleanup;
     for (int j = 1; j < a->argc; j += 2) {
-        uint64_t seq = 0;
-        rc = tl_db_put(tl_srv->db, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0, &seq);
-        note_seq(c, seq);
+        rc = key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
         if (rc < 0)
             goto cleanup;
     }
 cleanup:
-    pthread_mutex_unlock(&msetnx_lock);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -544,7 +619,11 @@ static void incr_by(struct tl_client *c, const char *key, size_t klen, int64_t d
 {
     int64_t result;
     uint64_t seq = 0;
-    int rc = tl_db_incr(tl_srv->db, key, klen, delta, &result, &seq);
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_incr(tl_srv->db, k.p, k.len, delta, &result, &seq);
+    tl_dbkey_free(&k);
     note_seq(c, seq);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
@@ -587,7 +666,11 @@ static void cmd_incrbyfloat(struct tl_client *c, struct tl_args *a)
     if (!tl_arg_float(c, a->argv[2], a->len[2], &delta))
         return;
     uint64_t seq = 0;
-    int rc = tl_db_incr_float(tl_srv->db, a->argv[1], a->len[1], delta, &result, &seq);
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, a->argv[1], a->len[1]);
+    if (rc == 0)
+        rc = tl_db_incr_float(tl_srv->db, k.p, k.len, delta, &result, &seq);
+    tl_dbkey_free(&k);
     note_seq(c, seq);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
@@ -643,9 +726,7 @@ static void cmd_append(struct tl_client *c, struct tl_args *a)
 {
     long long max_len = __atomic_load_n(&tl_srv->cfg.max_value_bytes, __ATOMIC_RELAXED);
     struct append_op op = {.add = a->argv[2], .add_len = a->len[2], .max_len = (size_t)max_len};
-    uint64_t seq = 0;
-    int rc = tl_db_update(tl_srv->db, a->argv[1], a->len[1], append_update, &op, &seq);
-    note_seq(c, seq);
+    int rc = key_update(c, a->argv[1], a->len[1], append_update, &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else if (op.too_long)
@@ -840,15 +921,13 @@ static int increx_update(void *arg, const struct tl_val *cur, int found, struct 
     return TL_UPDATE_PUT;
 }
 
+/* A float result as INCRBYFLOAT's text: a bulk in RESP2, a double in RESP3 with the same
+ * digits (not re-rounded through a C double, which would show 0.1 as 0.10000000000000001). */
 static void reply_float_text(struct tl_client *c, long double v)
 {
-    if (c->resp >= 3) {
-        tl_reply_double(c, (double)v);
-        return;
-    }
     char buf[TL_FLOAT_BUF];
     size_t n = tl_format_float(v, buf, sizeof buf);
-    tl_reply_bulk(c, buf, n);
+    tl_reply_double_text(c, buf, n);
 }
 
 /* Parses a bound in the mode of the increment; replies the error itself. */
@@ -957,9 +1036,7 @@ static void cmd_increx(struct tl_client *c, struct tl_args *a)
         }
     }
 
-    uint64_t seq = 0;
-    int rc = tl_db_update(tl_srv->db, a->argv[1], a->len[1], increx_update, op, &seq);
-    note_seq(c, seq);
+    int rc = key_update(c, a->argv[1], a->len[1], increx_update, op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         goto cleanup;
@@ -1003,6 +1080,7 @@ cleanup:
 #define W  TL_CMD_WRITE
 #define RO TL_CMD_READONLY
 #define F  TL_CMD_FAST
+#define X  TL_CMD_EXCLUSIVE
 
 const struct tl_command tl_commands_string[] = {
     {"get", 2, RO | F, 1, 1, 1, cmd_get, "string", "1.0.0", "Reads the value of a key.", "O(1)",
@@ -1030,9 +1108,9 @@ const struct tl_command tl_commands_string[] = {
      NULL},
     {"mget", -2, RO | F, 1, -1, 1, cmd_mget, "string", "1.0.0",
      "Returns the values of several keys.", "O(N) for N keys", "key [key ...]", NULL},
-    {"mset", -3, W, 1, -1, 2, cmd_mset, "string", "1.0.1", "Stores values at several keys.",
+    {"mset", -3, W | X, 1, -1, 2, cmd_mset, "string", "1.0.1", "Stores values at several keys.",
      "O(N) for N keys", "key value [key value ...]", NULL},
-    {"msetnx", -3, W, 1, -1, 2, cmd_msetnx, "string", "1.0.1",
+    {"msetnx", -3, W | X, 1, -1, 2, cmd_msetnx, "string", "1.0.1",
      "Stores values at several keys only if none of them exists.", "O(N) for N keys",
      "key value [key value ...]", NULL},
     {"incr", 2, W | F, 1, 1, 1, cmd_incr, "string", "1.0.0",

@@ -17,8 +17,7 @@
  * The config file has redis.conf's syntax: "name value" lines, # comments, values in double
  * quotes (with \n \r \t \b \a \\ \" \xHH escapes) or single quotes. CONFIG GET also answers a
  * few Redis settings that clients ask for and that have a fixed meaning here: save (""),
- * appendonly ("yes": Tally always writes its WAL), appendfsync (the fsync setting) and
- * databases ("1").
+ * appendonly ("yes": Tally always writes its WAL) and appendfsync (the fsync setting).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -31,7 +30,7 @@
 #include "server.h"
 
 /* Bounds of the parser: the longest line of a config file, the words on one line. */
-#define TL_CONFIG_LINE_MAX (64 * 1024)
+#define TL_CONFIG_LINE_MAX  (64 * 1024)
 #define TL_CONFIG_MAX_WORDS 64
 /* The most io-threads (Redis's limit as well). */
 #define TL_CONFIG_MAX_IO_THREADS 128
@@ -56,9 +55,9 @@ struct cfg_setting {
     const char *name;
     const char *alias; /* another accepted name, or NULL */
     enum cfg_type type;
-    size_t offset, size; /* of the field in struct tl_config */
-    const char *def;     /* the default, as it would be written in the file */
-    long long min, max;  /* for numbers */
+    size_t offset, size;          /* of the field in struct tl_config */
+    const char *def;              /* the default, as it would be written in the file */
+    long long min, max;           /* for numbers */
     const struct cfg_word *words; /* for CFG_ENUM, ending with a NULL name */
     bool mutable_;
     const char *desc;
@@ -97,32 +96,32 @@ static const struct cfg_setting settings[] = {
      "log file; empty logs to standard error"},
     {"loglevel", NULL, CFG_ENUM, FIELD(loglevel), "notice", 0, 0, loglevel_words, true,
      "least important messages logged"},
-    {"io-threads", NULL, CFG_INT, FIELD(io_threads), "0", 0, TL_CONFIG_MAX_IO_THREADS, NULL,
-     false, "network worker threads, each with its own io_uring ring; 0 = one per CPU"},
+    {"io-threads", NULL, CFG_INT, FIELD(io_threads), "0", 0, TL_CONFIG_MAX_IO_THREADS, NULL, false,
+     "network worker threads, each with its own io_uring ring; 0 = one per CPU"},
     {"requirepass", NULL, CFG_STRING, FIELD(requirepass), "", 0, 0, NULL, true,
      "password clients must give with AUTH; empty = none"},
     {"protected-mode", NULL, CFG_BOOL, FIELD(protected_mode), "yes", 0, 0, NULL, true,
      "without requirepass, refuse clients that are not on the loopback interface"},
     {"fsync", "appendfsync", CFG_ENUM, FIELD(fsync), "everysec", 0, 0, fsync_words, false,
-     "when a write is acknowledged: always = its WAL record is on disk; everysec = written, "
-     "synced every second; no = written, never synced by Tally"},
+     "a write is acknowledged once its WAL record is: always = on disk; everysec = written "
+     "(synced each second); no = written"},
     {"maxclients", NULL, CFG_INT, FIELD(maxclients), "10000", 1, 1000000, NULL, true,
      "most clients connected at once; more are refused with an error"},
-    {"proto-max-bulk-len", NULL, CFG_SIZE, FIELD(proto_max_bulk_len), "512mb", 1 * MIB,
-     LLONG_MAX, NULL, true, "longest bulk string a request may carry"},
+    {"proto-max-bulk-len", NULL, CFG_SIZE, FIELD(proto_max_bulk_len), "512mb", 1 * MIB, LLONG_MAX,
+     NULL, true, "longest bulk string a request may carry"},
     {"max-multibulk-len", NULL, CFG_LLONG, FIELD(max_multibulk_len), "1048576", 1, INT_MAX, NULL,
      true, "most arguments in one request"},
     {"inline-max-size", NULL, CFG_SIZE, FIELD(inline_max_size), "64kb", 1 * KIB, 1 * GIB, NULL,
      true, "longest inline (telnet-style) request line"},
-    {"client-query-buffer-limit", NULL, CFG_SIZE, FIELD(client_query_buffer_limit), "1gb",
-     1 * MIB, LLONG_MAX, NULL, true,
+    {"client-query-buffer-limit", NULL, CFG_SIZE, FIELD(client_query_buffer_limit), "1gb", 1 * MIB,
+     LLONG_MAX, NULL, true,
      "most unparsed request bytes held for one client; a client over it is disconnected"},
     {"client-output-buffer-limit", NULL, CFG_SIZE, FIELD(client_output_buffer_limit), "256mb", 0,
      LLONG_MAX, NULL, true,
      "most reply bytes held for one client (one number, not Redis's class form; 0 = no limit); "
      "a client over it is disconnected"},
-    {"max-value-bytes", NULL, CFG_SIZE, FIELD(max_value_bytes), "16mb", 1, TL_MAX_VALUE_BYTES,
-     NULL, false, "largest string value stored"},
+    {"max-value-bytes", NULL, CFG_SIZE, FIELD(max_value_bytes), "16mb", 1, TL_MAX_VALUE_BYTES, NULL,
+     false, "largest string value stored"},
     {"memtable-bytes", NULL, CFG_SIZE, FIELD(memtable_bytes), "64mb", 1 * MIB, 64 * GIB, NULL,
      false, "size of one memtable (must exceed max-value-bytes + 64kb)"},
     {"block-cache-bytes", NULL, CFG_SIZE, FIELD(block_cache_bytes), "256mb", 0, 1024 * GIB, NULL,
@@ -136,6 +135,9 @@ static const struct cfg_setting settings[] = {
      "entries kept in SLOWLOG"},
     {"scan-cursors", NULL, CFG_INT, FIELD(scan_cursors), "10000", 1, 10000000, NULL, false,
      "SCAN cursors remembered at once; the oldest is forgotten first"},
+    /* Immutable: a client's SELECTed database must stay valid while it is connected. */
+    {"databases", NULL, CFG_INT, FIELD(databases), "16", 1, TL_DATABASES_MAX, NULL, false,
+     "logical databases: SELECT takes 0 to databases-1 (all share one engine, each a key range)"},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -177,8 +179,13 @@ static bool parse_size(const char *s, long long *out)
         const char *unit;
         long long mul;
     } units[] = {
-        {"kb", 1024LL}, {"k", 1000LL}, {"mb", 1024LL * 1024}, {"m", 1000LL * 1000},
-        {"gb", 1024LL * 1024 * 1024}, {"g", 1000LL * 1000 * 1000}, {"b", 1},
+        {"kb", 1024LL},
+        {"k", 1000LL},
+        {"mb", 1024LL * 1024},
+        {"m", 1000LL * 1000},
+        {"gb", 1024LL * 1024 * 1024},
+        {"g", 1000LL * 1000 * 1000},
+        {"b", 1},
     };
     size_t len = strlen(s);
     long long mul = 1;
@@ -246,16 +253,15 @@ static void value_text(const struct tl_config *c, const struct cfg_setting *s, c
 }
 
 /* Sets one setting from text; the error names the setting and what it allows. */
-static int set_value(struct tl_config *c, const struct cfg_setting *s, const char *value,
-                     char *err, size_t errlen)
+static int set_value(struct tl_config *c, const struct cfg_setting *s, const char *value, char *err,
+                     size_t errlen)
 {
     char *field = (char *)c + s->offset;
     long long v = 0;
     switch (s->type) {
     case CFG_STRING:
         if (strlen(value) >= s->size) {
-            snprintf(err, errlen, "'%s': the value is longer than %zu bytes", s->name,
-                     s->size - 1);
+            snprintf(err, errlen, "'%s': the value is longer than %zu bytes", s->name, s->size - 1);
             return -1;
         }
         snprintf(field, s->size, "%s", value);
@@ -372,7 +378,6 @@ void tl_config_each(const struct tl_config *c, const char *pattern,
         {"save", ""},
         {"appendonly", "yes"},
         {"appendfsync", fsync_text},
-        {"databases", "1"},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (tl_glob_match(pattern, plen, fixed[i].name, strlen(fixed[i].name), true))
@@ -421,12 +426,23 @@ static int split_words(const char *line, char *out, char **words, int max_words,
                         continue;
                     }
                     switch (ch) {
-                    case 'n': ch = '\n'; break;
-                    case 'r': ch = '\r'; break;
-                    case 't': ch = '\t'; break;
-                    case 'b': ch = '\b'; break;
-                    case 'a': ch = '\a'; break;
-                    default: break;
+                    case 'n':
+                        ch = '\n';
+                        break;
+                    case 'r':
+                        ch = '\r';
+                        break;
+                    case 't':
+                        ch = '\t';
+                        break;
+                    case 'b':
+                        ch = '\b';
+                        break;
+                    case 'a':
+                        ch = '\a';
+                        break;
+                    default:
+                        break;
                     }
                     *o++ = ch;
                     p++;
@@ -509,8 +525,8 @@ int tl_config_load_file(struct tl_config *c, const char *path, char *err, size_t
             continue;
         const struct cfg_setting *s = find_setting(words[0]);
         if (!s) {
-            snprintf(err, errlen, "%s:%d: unknown setting '%s' (tallyd --help lists them)",
-                     path, lineno, words[0]);
+            snprintf(err, errlen, "%s:%d: unknown setting '%s' (tallyd --help lists them)", path,
+                     lineno, words[0]);
             goto cleanup;
         }
         /* One value; bind alone takes several addresses, as in redis.conf. */
@@ -592,13 +608,13 @@ void tl_config_print_help(FILE *out)
         default:
             limit_text(s, s->min, lo, sizeof(lo));
             limit_text(s, s->max, hi, sizeof(hi));
-            snprintf(allowed, sizeof(allowed), "%s%s..%s", s->type == CFG_SIZE ? "size " : "",
-                     lo, hi);
+            snprintf(allowed, sizeof(allowed), "%s%s..%s", s->type == CFG_SIZE ? "size " : "", lo,
+                     hi);
             break;
         }
         fprintf(out, "  %-27s <%s>  default: %s%s%s%s%s\n", s->name, allowed,
-                s->def[0] ? s->def : "\"\"", s->alias ? "  (also " : "",
-                s->alias ? s->alias : "", s->alias ? ")" : "", s->mutable_ ? "  [runtime]" : "");
+                s->def[0] ? s->def : "\"\"", s->alias ? "  (also " : "", s->alias ? s->alias : "",
+                s->alias ? ")" : "", s->mutable_ ? "  [runtime]" : "");
         fprintf(out, "      %s\n", s->desc);
     }
     fprintf(out, "Sizes take k kb m mb g gb (1k = 1000, 1kb = 1024), case-insensitive.\n");

@@ -20,7 +20,6 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #include "server.h"
 

@@ -75,15 +75,14 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: tallyd [CONFIG_FILE] [--config FILE] [--NAME VALUE ...]\n"
-            "       tallyd --help | --version\n"
-            "\n"
-            "tallyd is Tally's Redis-protocol server: a counter database on an LSM engine.\n"
-            "Settings come from the defaults, then the config file (redis.conf syntax: one\n"
-            "\"name value\" per line), then --name value options, which win.\n"
-            "Example: tallyd --port 6380 --dir ./data --fsync always\n"
-            "\n");
+    fprintf(out, "Usage: tallyd [CONFIG_FILE] [--config FILE] [--NAME VALUE ...]\n"
+                 "       tallyd --help | --version\n"
+                 "\n"
+                 "tallyd is Tally's Redis-protocol server: a counter database on an LSM engine.\n"
+                 "Settings come from the defaults, then the config file (redis.conf syntax: one\n"
+                 "\"name value\" per line), then --name value options, which win.\n"
+                 "Example: tallyd --port 6380 --dir ./data --fsync always\n"
+                 "\n");
     tl_config_print_help(out);
 }
 
@@ -131,8 +130,7 @@ static int parse_args(int argc, char **argv, struct tl_config *cfg, char *config
         if (strncmp(arg, "--config=", 9) == 0 || (i == 1 && arg[0] != '-'))
             continue;
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            fprintf(stderr, "tallyd: unexpected argument '%s' (tallyd --help shows usage)\n",
-                    arg);
+            fprintf(stderr, "tallyd: unexpected argument '%s' (tallyd --help shows usage)\n", arg);
             return -1;
         }
         char name[128];

@@ -100,9 +100,9 @@ struct net_client {
     struct net_client *prev, *next;           /* the worker's clients */
     struct net_client *park_prev, *park_next; /* the worker's parked clients */
     bool parked;
-    bool closed;        /* cancellations issued; freed when no operation is left */
-    bool recv_armed;    /* a multishot recv is in flight */
-    bool send_inflight; /* a send is in flight */
+    bool closed;           /* cancellations issued; freed when no operation is left */
+    bool recv_armed;       /* a multishot recv is in flight */
+    bool send_inflight;    /* a send is in flight */
     struct tl_buf sending; /* the bytes of the send in flight */
     size_t sent;           /* of sending, already taken by the kernel */
     size_t need_bytes;     /* the parser needs at least this much in c->query */
@@ -277,8 +277,8 @@ static bool seq_ready(uint64_t seq)
     if (seq == 0)
         return true;
     tl_db *db = net.s->db;
-    uint64_t have = net.s->cfg.fsync == TL_FSYNC_ALWAYS ? tl_db_durable_seq(db)
-                                                        : tl_db_written_seq(db);
+    uint64_t have =
+        net.s->cfg.fsync == TL_FSYNC_ALWAYS ? tl_db_durable_seq(db) : tl_db_written_seq(db);
     return have >= seq;
 }
 
@@ -592,14 +592,13 @@ static void client_flush(struct tl_worker *w, struct net_client *nc)
 static void log_client_error(struct tl_worker *w, struct net_client *nc, const char *what)
 {
     (void)w;
-    tl_log(TL_LOG_VERBOSE, "Client id=%llu addr=%s: %s", (unsigned long long)nc->c.id,
-           nc->c.addr, what);
+    tl_log(TL_LOG_VERBOSE, "Client id=%llu addr=%s: %s", (unsigned long long)nc->c.id, nc->c.addr,
+           what);
 }
 
 /* Parses and runs the requests in buf. Returns the bytes used; stops early when the client is
  * to be closed. */
-static size_t run_requests(struct tl_worker *w, struct net_client *nc, const char *buf,
-                           size_t len)
+static size_t run_requests(struct tl_worker *w, struct net_client *nc, const char *buf, size_t len)
 {
     struct tl_client *c = &nc->c;
     struct tl_parse_limits lim = w->lim.parse;
@@ -1021,8 +1020,7 @@ static int setup_ring(struct tl_worker *w)
             break;
     }
     if (rc < 0) {
-        tl_log(TL_LOG_WARNING, "Worker %d: cannot set up io_uring: %s", w->index,
-               strerror(-rc));
+        tl_log(TL_LOG_WARNING, "Worker %d: cannot set up io_uring: %s", w->index, strerror(-rc));
         return rc;
     }
     w->ring_ready = true;
@@ -1030,8 +1028,7 @@ static int setup_ring(struct tl_worker *w)
     /* The provided-buffer ring, registered by hand (liburing 2.3 has no
      * io_uring_setup_buf_ring): page-aligned memory for the ring entries. */
     w->br_bytes = TL_NET_RECV_BUF_COUNT * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, w->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    void *mem = mmap(NULL, w->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
         return -errno;
     w->br = mem;
@@ -1073,6 +1070,11 @@ static void *worker_main(void *arg)
     if (rc == 0)
         worker_loop(w);
     flush_stats(w);
+    /* The ring goes with the thread that created it; the buffers it used are freed later. */
+    if (w->ring_ready) {
+        io_uring_queue_exit(&w->ring);
+        w->ring_ready = false;
+    }
     return NULL;
 }
 
@@ -1278,6 +1280,7 @@ int tl_net_start(struct tl_server *s)
             goto fail;
         s->workers[i] = w;
         w->index = i;
+        w->efd = -1;
         w->tick_ts.tv_nsec = TL_NET_TICK_MS * 1000000LL;
         w->efd = eventfd(0, EFD_CLOEXEC);
         if (w->efd < 0) {
@@ -1319,8 +1322,8 @@ int tl_net_start(struct tl_server *s)
         stop_workers(s);
         return -1;
     }
-    tl_log(TL_LOG_NOTICE, "%d network threads on io_uring, listening on %s port %d", n,
-           s->cfg.bind, s->cfg.port);
+    tl_log(TL_LOG_NOTICE, "%d network threads on io_uring, listening on %s port %d", n, s->cfg.bind,
+           s->cfg.port);
     return 0;
 fail:
     free_workers(s);

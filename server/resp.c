@@ -137,8 +137,8 @@ static size_t add_sat(size_t a, size_t b)
  * number of bytes the request needs.
  */
 static int scan_multibulk(const char *buf, size_t len, size_t pos, long long argc,
-                          const struct tl_parse_limits *lim, size_t *bytes, size_t *end,
-                          char *err, size_t errlen)
+                          const struct tl_parse_limits *lim, size_t *bytes, size_t *end, char *err,
+                          size_t errlen)
 {
     size_t total = 0;
     for (long long i = 0; i < argc; i++) {
@@ -649,16 +649,28 @@ void tl_reply_double(struct tl_client *c, double d)
         n = snprintf(text, sizeof text, "%s", d > 0 ? "inf" : "-inf");
     else
         n = snprintf(text, sizeof text, "%.17g", d);
-    if (c->resp >= 3) {
-        char buf[40];
-        buf[0] = ',';
-        memcpy(buf + 1, text, (size_t)n);
-        buf[n + 1] = '\r';
-        buf[n + 2] = '\n';
-        out_append(c, buf, (size_t)n + 3);
-    } else {
-        tl_reply_bulk(c, text, (size_t)n);
+    tl_reply_double_text(c, text, (size_t)n);
+}
+
+void tl_reply_double_text(struct tl_client *c, const char *text, size_t len)
+{
+    if (c->resp < 3) {
+        tl_reply_bulk(c, text, len);
+        return;
     }
+    char stack[TL_REPLY_STACK_BYTES];
+    if (len + 3 <= sizeof stack) {
+        stack[0] = ',';
+        memcpy(stack + 1, text, len);
+        stack[len + 1] = '\r';
+        stack[len + 2] = '\n';
+        out_append(c, stack, len + 3);
+        return;
+    }
+    /* INCRBYFLOAT's text of a huge value has thousands of digits (TL_FLOAT_BUF). */
+    out_append(c, ",", 1);
+    out_append(c, text, len);
+    out_append(c, "\r\n", 2);
 }
 
 void tl_reply_bool(struct tl_client *c, bool b)

@@ -9,8 +9,9 @@
  * the WAL says its writes are durable.
  *
  * Files: main.c (start, signals), config.c (settings), log.c, net.c (the io_uring loop),
- * resp.c (request parsing, reply encoding), commands.c (table, dispatch, MULTI/EXEC),
- * commands_string.c, commands_keys.c, commands_server.c.
+ * resp.c (request parsing, reply encoding), glob.c (KEYS/SCAN/CONFIG GET patterns), keyspace.c
+ * (SELECT's databases: the engine key of a (database, key)), commands.c (table, dispatch,
+ * MULTI/EXEC), commands_string.c, commands_keys.c, commands_server.c.
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H
@@ -43,28 +44,29 @@ void tl_buf_free(struct tl_buf *b);
 /* Every setting, its default and its limits are in config.c's table; `tallyd --help` prints
  * them. Values here are the ones in force. */
 struct tl_config {
-    char bind[256];           /* "127.0.0.1" */
-    int port;                 /* 6380 */
-    char dir[4096];           /* "./data" */
-    char logfile[4096];       /* "" = stderr */
-    int loglevel;             /* enum tl_log_level */
-    int io_threads;           /* 0 = number of CPUs */
-    char requirepass[512];    /* "" = none */
-    bool protected_mode;      /* true */
-    enum tl_fsync_mode fsync; /* everysec */
-    int maxclients;           /* 10000 */
-    long long proto_max_bulk_len;      /* 512 MiB, as Redis */
-    long long max_multibulk_len;       /* 1048576 arguments (Redis's limit) */
-    long long inline_max_size;         /* 64 KiB */
-    long long client_query_buffer_limit; /* 1 GiB, as Redis */
+    char bind[256];                       /* "127.0.0.1" */
+    int port;                             /* 6380 */
+    char dir[4096];                       /* "./data" */
+    char logfile[4096];                   /* "" = stderr */
+    int loglevel;                         /* enum tl_log_level */
+    int io_threads;                       /* 0 = number of CPUs */
+    char requirepass[512];                /* "" = none */
+    bool protected_mode;                  /* true */
+    enum tl_fsync_mode fsync;             /* everysec */
+    int maxclients;                       /* 10000 */
+    long long proto_max_bulk_len;         /* 512 MiB, as Redis */
+    long long max_multibulk_len;          /* 1048576 arguments (Redis's limit) */
+    long long inline_max_size;            /* 64 KiB */
+    long long client_query_buffer_limit;  /* 1 GiB, as Redis */
     long long client_output_buffer_limit; /* 256 MiB: a client over it is disconnected */
-    long long max_value_bytes;         /* 16 MiB (proto-max-bulk-len caps requests; this caps values) */
-    long long memtable_bytes;          /* 64 MiB */
-    long long block_cache_bytes;       /* 256 MiB */
-    int timeout_s;                     /* idle client timeout, 0 = never */
+    long long max_value_bytes;   /* 16 MiB (proto-max-bulk-len caps requests; this caps values) */
+    long long memtable_bytes;    /* 64 MiB */
+    long long block_cache_bytes; /* 256 MiB */
+    int timeout_s;               /* idle client timeout, 0 = never */
     long long slowlog_log_slower_than; /* microseconds, 10000 */
     int slowlog_max_len;               /* 128 */
     int scan_cursors;                  /* SCAN cursors kept; 10000 */
+    int databases;                     /* SELECT 0 .. databases - 1; 16 */
 };
 
 /* Fills c with defaults. */
@@ -88,11 +90,63 @@ enum tl_log_level { TL_LOG_DEBUG, TL_LOG_VERBOSE, TL_LOG_NOTICE, TL_LOG_WARNING 
 void tl_log_open(const char *path, int level);
 void tl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- glob patterns (glob.c) ------------------------------------------------------------------- */
+/* ---- glob patterns (glob.c) -------------------------------------------------------------------
+ */
 
 /* Whether subject s matches the glob pattern (KEYS, SCAN MATCH, CONFIG GET): ? * [set] [^set]
  * [a-z] and \x escapes, over bytes with explicit lengths; nocase folds ASCII letters. */
 bool tl_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase);
+
+/* ---- logical databases (keyspace.c) -----------------------------------------------------------
+ */
+
+/* SELECT's databases share the engine's one key space. keyspace.c alone knows how a (database,
+ * user key) becomes an engine key (its header describes the encoding): every command builds
+ * its engine keys with tl_dbkey_make(c->db, ...) and walks a database with tl_dbiter_*. Each
+ * database is one contiguous range of engine keys, ordered as its user keys. */
+#define TL_DATABASES_MAX      256 /* the prefix holds the database number in one byte */
+#define TL_DBKEY_PREFIX_BYTES 2
+/* The longest key a client may use, the same in every database. */
+#define TL_MAX_USER_KEY_BYTES (TL_MAX_KEY_BYTES - TL_DBKEY_PREFIX_BYTES)
+/* A key is over TL_MAX_USER_KEY_BYTES (the server's own code, beyond the engine's TL_E*). */
+#define TL_EKEYTOOLONG (-4101)
+/* Engine keys up to this long are built on the stack. */
+#define TL_DBKEY_INLINE_BYTES 128
+
+struct tl_dbkey {
+    const char *p; /* the engine key: the user key itself, inline_buf or heap */
+    size_t len;
+    char *heap; /* owned; for a key too long for inline_buf */
+    char inline_buf[TL_DBKEY_INLINE_BYTES];
+};
+/* Builds the engine key of key in database db (0 <= db < TL_DATABASES_MAX). Returns 0,
+ * TL_EKEYTOOLONG or -ENOMEM; release with tl_dbkey_free either way. */
+int tl_dbkey_make(struct tl_dbkey *k, int db, const char *key, size_t len);
+void tl_dbkey_free(struct tl_dbkey *k);
+/* The database an engine key belongs to, or -1 if none (see keyspace.c). */
+int tl_dbkey_db(const char *ekey, size_t elen);
+/* Whether engine key ekey is in database db; if so, *key and *klen are its user key (a pointer
+ * into ekey). */
+bool tl_dbkey_user(int db, const char *ekey, size_t elen, const char **key, size_t *klen);
+/* Database db's engine keys are [lo, hi); hi_len 0 means no upper bound (the last database). */
+struct tl_dbrange {
+    char lo[TL_DBKEY_PREFIX_BYTES], hi[TL_DBKEY_PREFIX_BYTES];
+    size_t lo_len, hi_len;
+};
+void tl_dbkey_range(int db, struct tl_dbrange *r);
+
+/* A walk of database db in user key order: tl_dbiter_seek positions it at the first user key
+ * >= key; tl_dbiter_key returns 1 with the user key under the iterator (skipping engine keys of
+ * no database), 0 once past db's keys, or a negative engine error. tl_iter_next moves on. */
+int tl_dbiter_seek(tl_iter *it, int db, const char *key, size_t len);
+int tl_dbiter_key(tl_iter *it, int db, const char **key, size_t *klen);
+/* The keys of database db (DBSIZE); of every database in one walk (INFO keyspace). O(keys). */
+int tl_keyspace_count(tl_db *engine, int db, uint64_t *count);
+int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX]);
+/* Deletes every key of database db (FLUSHDB), raising *seq to the last delete's WAL sequence.
+ * When no other database has keys it drops everything at once (tl_db_drop_all) instead; the
+ * caller must exclude other commands so that none writes between that check and the drop. */
+int tl_keyspace_flush(tl_db *engine, int db, uint64_t *seq);
 
 /* ---- clients -------------------------------------------------------------------------------- */
 
@@ -110,7 +164,8 @@ struct tl_client {
     uint64_t id;
     int fd;
     struct tl_worker *worker;
-    int resp;                 /* protocol version: 2 or 3 */
+    int resp; /* protocol version: 2 or 3 */
+    int db;   /* SELECTed database: 0 at connect and after RESET */
     bool authenticated;
     char name[256];           /* CLIENT SETNAME */
     char addr[64], laddr[64]; /* "ip:port" */
@@ -118,15 +173,15 @@ struct tl_client {
     int64_t created_ms, last_cmd_ms;
     char last_cmd[32];
 
-    struct tl_buf query;      /* bytes received and not yet parsed */
-    struct tl_buf out;        /* encoded replies not yet handed to the kernel */
-    uint64_t wait_seq;        /* replies wait until the WAL has this sequence number */
-    bool close_after_reply;   /* QUIT, a protocol error */
+    struct tl_buf query;    /* bytes received and not yet parsed */
+    struct tl_buf out;      /* encoded replies not yet handed to the kernel */
+    uint64_t wait_seq;      /* replies wait until the WAL has this sequence number */
+    bool close_after_reply; /* QUIT, a protocol error */
     bool closing;
 
     /* MULTI */
     bool in_multi;
-    bool multi_failed;        /* a queued command was rejected: EXEC answers EXECABORT */
+    bool multi_failed; /* a queued command was rejected: EXEC answers EXECABORT */
     struct tl_queued_cmd *queued;
     size_t n_queued, cap_queued;
 
@@ -134,24 +189,28 @@ struct tl_client {
     void *net;
 };
 
-/* ---- replies (resp.c): append to c->out in the client's protocol ------------------------------ */
+/* ---- replies (resp.c): append to c->out in the client's protocol ------------------------------
+ */
 
-void tl_reply_ok(struct tl_client *c);                        /* +OK */
-void tl_reply_status(struct tl_client *c, const char *s);     /* +s */
+void tl_reply_ok(struct tl_client *c);                    /* +OK */
+void tl_reply_status(struct tl_client *c, const char *s); /* +s */
 /* An error: text is the whole line after '-', such as "ERR syntax error" or
  * "WRONGTYPE Operation against a key holding the wrong kind of value". */
 void tl_reply_error(struct tl_client *c, const char *text);
-void tl_reply_errorf(struct tl_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tl_reply_errorf(struct tl_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void tl_reply_int(struct tl_client *c, int64_t v);
 void tl_reply_bulk(struct tl_client *c, const void *p, size_t n);
-void tl_reply_cstr(struct tl_client *c, const char *s);       /* bulk of a C string */
-void tl_reply_null(struct tl_client *c);                      /* $-1, or _ in RESP3 */
-void tl_reply_null_array(struct tl_client *c);                /* *-1, or _ in RESP3 */
-void tl_reply_array(struct tl_client *c, size_t n);           /* header; n elements follow */
-void tl_reply_map(struct tl_client *c, size_t n);             /* %n, or *2n in RESP2 */
-void tl_reply_set(struct tl_client *c, size_t n);             /* ~n, or *n in RESP2 */
-void tl_reply_double(struct tl_client *c, double d);          /* ,d, or a bulk in RESP2 */
-void tl_reply_bool(struct tl_client *c, bool b);              /* #t/#f, or :1/:0 in RESP2 */
+void tl_reply_cstr(struct tl_client *c, const char *s); /* bulk of a C string */
+void tl_reply_null(struct tl_client *c);                /* $-1, or _ in RESP3 */
+void tl_reply_null_array(struct tl_client *c);          /* *-1, or _ in RESP3 */
+void tl_reply_array(struct tl_client *c, size_t n);     /* header; n elements follow */
+void tl_reply_map(struct tl_client *c, size_t n);       /* %n, or *2n in RESP2 */
+void tl_reply_set(struct tl_client *c, size_t n);       /* ~n, or *n in RESP2 */
+void tl_reply_double(struct tl_client *c, double d);    /* ,d, or a bulk in RESP2 */
+/* A double already formatted (INCRBYFLOAT's text): ,text in RESP3, a bulk of text in RESP2. */
+void tl_reply_double_text(struct tl_client *c, const char *text, size_t len);
+void tl_reply_bool(struct tl_client *c, bool b);                      /* #t/#f, or :1/:0 in RESP2 */
 void tl_reply_verbatim(struct tl_client *c, const char *p, size_t n); /* =txt:, or a bulk */
 /* An engine value as Redis shows a string: an integer as its decimal text. */
 void tl_reply_val(struct tl_client *c, const struct tl_val *v);
@@ -159,9 +218,9 @@ void tl_reply_val(struct tl_client *c, const struct tl_val *v);
 /* ---- request parsing (resp.c) ---------------------------------------------------------------- */
 
 enum tl_parse_result {
-    TL_PARSE_OK = 0,       /* one request parsed into *args; *consumed bytes used */
+    TL_PARSE_OK = 0, /* one request parsed into *args; *consumed bytes used */
     TL_PARSE_NEED_MORE = 1,
-    TL_PARSE_ERROR = 2,    /* malformed: err holds Redis's text; the connection is closed */
+    TL_PARSE_ERROR = 2, /* malformed: err holds Redis's text; the connection is closed */
 };
 struct tl_parse_limits {
     long long max_bulk_len;
@@ -188,19 +247,22 @@ enum tl_cmd_flags {
     TL_CMD_READONLY = 1 << 1,
     TL_CMD_ADMIN = 1 << 2,
     TL_CMD_FAST = 1 << 3,
-    TL_CMD_NOAUTH = 1 << 4,   /* allowed before AUTH (AUTH, HELLO, QUIT, ...) */
-    TL_CMD_NOMULTI = 1 << 5,  /* runs at once inside MULTI (EXEC, DISCARD, MULTI, QUIT, ...) */
+    TL_CMD_NOAUTH = 1 << 4,  /* allowed before AUTH (AUTH, HELLO, QUIT, ...) */
+    TL_CMD_NOMULTI = 1 << 5, /* runs at once inside MULTI (EXEC, DISCARD, MULTI, QUIT, ...) */
     TL_CMD_LOADING = 1 << 6,
     TL_CMD_STALE = 1 << 7,
     TL_CMD_NOSCRIPT = 1 << 8,
     TL_CMD_PUBSUB = 1 << 9,
+    /* Runs with every other client's commands excluded, as EXEC runs (a multi-key write that
+     * must be atomic: MSET, MSETNX, FLUSHDB). Not shown by COMMAND: Redis has no such flag. */
+    TL_CMD_EXCLUSIVE = 1 << 10,
 };
 
 typedef void (*tl_cmd_fn)(struct tl_client *c, struct tl_args *a);
 
 struct tl_command {
-    const char *name;    /* lower case, as COMMAND shows it */
-    int arity;           /* Redis's rule: n exact, -n at least n (the name counts) */
+    const char *name; /* lower case, as COMMAND shows it */
+    int arity;        /* Redis's rule: n exact, -n at least n (the name counts) */
     unsigned flags;
     int first_key, last_key, key_step; /* key positions as COMMAND INFO shows them */
     tl_cmd_fn fn;
@@ -232,8 +294,8 @@ void tl_multi_discard(struct tl_client *c);
 /* Errors every command shares, with Redis's exact text. */
 void tl_reply_wrong_arity(struct tl_client *c, const char *cmd_name);
 void tl_reply_syntax_error(struct tl_client *c);
-/* The reply for a failed engine call (overflow, not an integer, ...), Redis's text when there
- * is one, else "ERR <tl_last_error()>". */
+/* The reply for a failed engine call (overflow, not an integer, ...) or TL_EKEYTOOLONG, chosen
+ * by the code: Redis's text when there is one, else "ERR <tl_last_error()>". */
 void tl_reply_engine_error(struct tl_client *c, int rc);
 
 /* Parsing arguments as Redis does: "value is not an integer or out of range" on failure

@@ -50,16 +50,20 @@
 
 /* ---- the server under test (the same helper is in each server test) --------------------- */
 
-#define SRV_MAX      4
-#define SRV_WAIT_MS  10000
-#define SRV_STOP_MS  15000
-#define SRV_MAX_OPTS 16
+#define SRV_MAX            4
+#define SRV_WAIT_MS        10000
+#define SRV_STOP_MS        15000
+#define SRV_MAX_OPTS       16
+#define SRV_START_ATTEMPTS 5
+/* What tallyd prints when it exits for want of io_uring (main.c, net.c). */
+#define SRV_NO_URING "io_uring is required|cannot set up io_uring"
 
 struct test_server {
     pid_t pid;
     int port;
     char dir[4096]; /* the data directory */
-    char log[4200]; /* the server's stdout and stderr */
+    char log[4200]; /* the server's stdout and stderr, one file per start */
+    int starts;
     int n_opts;
     const char *opts[2 * SRV_MAX_OPTS]; /* name, value: --name value */
 };
@@ -166,16 +170,16 @@ static bool srv_answers(int fd)
 }
 
 /* Starts the server on a free loopback port with the options in s->opts, and waits until it
- * accepts connections. Exits 77 when tallyd reports that io_uring is unavailable. */
+ * answers. A port taken between the probe and the server's bind is retried with another.
+ * Exits 77 when tallyd reports that io_uring is unavailable. */
 static void srv_start(struct test_server *s)
 {
     const char *bin = srv_binary();
     bool redis = srv_is_redis();
-    s->port = srv_free_port();
     const char *argv[8 + 4 * SRV_MAX_OPTS];
+    static char names[SRV_MAX_OPTS][128];
     char port[16], olimit[64];
     int n = 0;
-    snprintf(port, sizeof port, "%d", s->port);
     argv[n++] = bin;
     argv[n++] = "--port";
     argv[n++] = port;
@@ -197,64 +201,76 @@ static void srv_start(struct test_server *s)
         } else if (redis && strcmp(name, "io-threads") == 0) {
             continue;
         }
-        static char names[SRV_MAX_OPTS][128];
         snprintf(names[i], sizeof names[i], "--%s", name);
         argv[n++] = names[i];
         argv[n++] = value;
     }
     argv[n] = NULL;
-    snprintf(s->log, sizeof s->log, "%s.log", s->dir);
 
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *log = freopen(s->log, "a", stderr);
-        if (!log || dup2(2, 1) < 0)
-            _exit(126);
-        execvp(bin, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int i = 0; i < SRV_MAX; i++) {
-        if (!srv_running[i] || srv_running[i] == s) {
-            srv_running[i] = s;
-            break;
-        }
-    }
-    for (int waited = 0; waited < SRV_WAIT_MS; waited += 10) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            s->pid = 0;
-            srv_print_log(s);
-            char cmd[4400];
-            snprintf(cmd, sizeof cmd, "grep -qi 'io_uring' '%s'", s->log);
-            if (system(cmd) == 0) {
-                fprintf(stderr, "SKIP: the server cannot use io_uring here\n");
-                exit(TEST_SKIP);
-            }
-            fprintf(stderr, "%s exited at start (status %d)\n", bin, st);
+    for (int attempt = 1; attempt <= SRV_START_ATTEMPTS; attempt++) {
+        s->port = srv_free_port();
+        snprintf(port, sizeof port, "%d", s->port);
+        snprintf(s->log, sizeof s->log, "%s.%d.log", s->dir, ++s->starts);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
             exit(1);
         }
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)s->port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-        if (rc == 0 && srv_answers(fd)) {
-            close(fd);
-            return;
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            FILE *log = freopen(s->log, "w", stderr);
+            if (!log || dup2(2, 1) < 0)
+                _exit(126);
+            execvp(bin, (char *const *)argv);
+            fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+            _exit(127);
         }
-        close(fd);
-        usleep(10000);
+        s->pid = pid;
+        for (int i = 0; i < SRV_MAX; i++) {
+            if (!srv_running[i] || srv_running[i] == s) {
+                srv_running[i] = s;
+                break;
+            }
+        }
+        bool exited = false;
+        for (int waited = 0; waited < SRV_WAIT_MS && !exited; waited += 10) {
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                s->pid = 0;
+                exited = true;
+                char cmd[4400];
+                snprintf(cmd, sizeof cmd, "grep -qE '%s' '%s'", SRV_NO_URING, s->log);
+                if (system(cmd) == 0) {
+                    srv_print_log(s);
+                    fprintf(stderr, "SKIP: the server cannot use io_uring here\n");
+                    exit(TEST_SKIP);
+                }
+                snprintf(cmd, sizeof cmd, "grep -qi 'already in use' '%s'", s->log);
+                if (system(cmd) == 0 && attempt < SRV_START_ATTEMPTS) {
+                    fprintf(stderr, "port %d was taken: trying another\n", s->port);
+                    break;
+                }
+                srv_print_log(s);
+                fprintf(stderr, "%s exited at start (status %d)\n", bin, st);
+                exit(1);
+            }
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET,
+                                    .sin_port = htons((uint16_t)s->port),
+                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+            if (rc == 0 && srv_answers(fd)) {
+                close(fd);
+                return;
+            }
+            close(fd);
+            usleep(10000);
+        }
+        if (!exited)
+            break;
     }
     srv_print_log(s);
-    fprintf(stderr, "%s did not accept connections on port %d within %d ms\n", bin, s->port,
-            SRV_WAIT_MS);
+    fprintf(stderr, "%s did not answer on port %d within %d ms\n", bin, s->port, SRV_WAIT_MS);
     exit(1);
 }
 
@@ -994,6 +1010,8 @@ int main(void)
     }
     if (failed == 0 && getenv("TALLY_KEEP_TMP") == NULL)
         test_rmdir(tmp);
+    else
+        printf("the server's directories and logs are kept in %s\n", tmp);
     free(tmp);
     for (int i = 0; i < n; i++) {
         for (int a = 0; a < cases[i].argc; a++)

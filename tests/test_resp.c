@@ -21,16 +21,16 @@ static const struct tl_parse_limits default_limits = {
     .inline_max_size = LIMIT_INLINE,
 };
 
-#define CHECK_BYTES(got, got_len, want, want_len)                                              \
-    do {                                                                                       \
-        size_t _gl = (got_len), _wl = (want_len);                                              \
-        if (_gl != _wl || memcmp((got), (want), _wl) != 0) {                                   \
-            fprintf(stderr, "%s:%d: got %zu bytes:\n", __FILE__, __LINE__, _gl);               \
-            dump_bytes((got), _gl);                                                            \
-            fprintf(stderr, "expected %zu bytes:\n", _wl);                                     \
-            dump_bytes((want), _wl);                                                           \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CHECK_BYTES(got, got_len, want, want_len)                                                  \
+    do {                                                                                           \
+        size_t _gl = (got_len), _wl = (want_len);                                                  \
+        if (_gl != _wl || memcmp((got), (want), _wl) != 0) {                                       \
+            fprintf(stderr, "%s:%d: got %zu bytes:\n", __FILE__, __LINE__, _gl);                   \
+            dump_bytes((got), _gl);                                                                \
+            fprintf(stderr, "expected %zu bytes:\n", _wl);                                         \
+            dump_bytes((want), _wl);                                                               \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void dump_bytes(const void *p, size_t n)
@@ -52,16 +52,16 @@ static void dump_bytes(const void *p, size_t n)
 }
 
 /* Parses one request from the start of buf; checks the result and returns the arguments. */
-static int parse(const char *buf, size_t len, const struct tl_parse_limits *lim,
-                 struct tl_args *a, size_t *consumed, char *err, size_t errlen)
+static int parse(const char *buf, size_t len, const struct tl_parse_limits *lim, struct tl_args *a,
+                 size_t *consumed, char *err, size_t errlen)
 {
     return tl_parse_request(buf, len, lim, a, consumed, err, errlen);
 }
 
 /* Checks that buf parses to exactly the arguments want[0..argc) using all len bytes, and that
  * every proper prefix of buf asks for more with a lower bound that never overshoots. */
-static void check_request(const char *buf, size_t len, const struct tl_parse_limits *lim,
-                          int argc, const char *const *want, const size_t *want_len)
+static void check_request(const char *buf, size_t len, const struct tl_parse_limits *lim, int argc,
+                          const char *const *want, const size_t *want_len)
 {
     struct tl_args a;
     size_t used;
@@ -94,10 +94,10 @@ static void check_request(const char *buf, size_t len, const struct tl_parse_lim
     CHECK(a.argv == NULL && a.argc == 0);
 }
 
-#define WANT(...) ((const char *const[]){__VA_ARGS__})
+#define WANT(...)  ((const char *const[]){__VA_ARGS__})
 #define NARGS(...) ((int)(sizeof(WANT(__VA_ARGS__)) / sizeof(char *)))
-#define CHECK_REQ(buf, ...)                                                                    \
-    check_request((buf), sizeof(buf) - 1, &default_limits, NARGS(__VA_ARGS__), WANT(__VA_ARGS__), \
+#define CHECK_REQ(buf, ...)                                                                        \
+    check_request((buf), sizeof(buf) - 1, &default_limits, NARGS(__VA_ARGS__), WANT(__VA_ARGS__),  \
                   NULL)
 
 /* Checks that buf (as a whole, and each longer prefix as it arrives) is rejected with text. */
@@ -118,8 +118,8 @@ static void check_error_at(const char *buf, size_t len, const struct tl_parse_li
             continue;
         }
         if (r != TL_PARSE_ERROR || strcmp(err, text) != 0) {
-            fprintf(stderr, "prefix %zu of %zu: result %d \"%s\", expected the error \"%s\"\n",
-                    k, len, r, err, text);
+            fprintf(stderr, "prefix %zu of %zu: result %d \"%s\", expected the error \"%s\"\n", k,
+                    len, r, err, text);
             exit(1);
         }
         CHECK(a.argv == NULL && a.argc == 0);
@@ -127,7 +127,7 @@ static void check_error_at(const char *buf, size_t len, const struct tl_parse_li
 }
 
 /* The error once all of buf has arrived, and NEED_MORE before (the usual case). */
-#define CHECK_ERR(buf, text)                                                                   \
+#define CHECK_ERR(buf, text)                                                                       \
     check_error_at((buf), sizeof(buf) - 1, &default_limits, (text), sizeof(buf) - 1)
 
 static void test_multibulk_basic(void)
@@ -184,8 +184,8 @@ static void test_multibulk_errors(void)
 
     /* Exactly the limits are fine. */
     CHECK_REQ("*1\r\n$0\r\n\r\n", "");
-    struct tl_parse_limits small = {.max_bulk_len = 3, .max_multibulk_len = 2,
-                                    .inline_max_size = 16};
+    struct tl_parse_limits small = {
+        .max_bulk_len = 3, .max_multibulk_len = 2, .inline_max_size = 16};
     check_request("*2\r\n$3\r\nabc\r\n$0\r\n\r\n", 19, &small, 2, WANT("abc", ""), NULL);
     check_error_at("*3\r\n", 4, &small, "ERR Protocol error: invalid multibulk length", 4);
     check_error_at("*1\r\n$4\r\n", 8, &small, "ERR Protocol error: invalid bulk length", 8);
@@ -195,9 +195,8 @@ static void test_multibulk_errors(void)
  * whatever the split. */
 static void test_header_too_long(void)
 {
-    struct tl_parse_limits small = {.max_bulk_len = LIMIT_BULK,
-                                    .max_multibulk_len = LIMIT_MULTIBULK,
-                                    .inline_max_size = 16};
+    struct tl_parse_limits small = {
+        .max_bulk_len = LIMIT_BULK, .max_multibulk_len = LIMIT_MULTIBULK, .inline_max_size = 16};
     /* "*" and 16 digits: 17 bytes, one over. */
     char line[64];
     memset(line, '1', sizeof line);
@@ -250,8 +249,7 @@ static void test_unauthenticated(void)
     CHECK_EQ_INT(parse("*10\r\n$16384\r\n", 13, &lim, &a, &used, err, sizeof err),
                  TL_PARSE_NEED_MORE);
     /* The big-count check comes first, as in Redis. */
-    check_error_at("*2147483648\r\n", 13, &lim, "ERR Protocol error: invalid multibulk length",
-                   13);
+    check_error_at("*2147483648\r\n", 13, &lim, "ERR Protocol error: invalid multibulk length", 13);
 }
 
 static void test_need_more_hint(void)
@@ -284,8 +282,7 @@ static void test_inline(void)
     CHECK_REQ("SET a b\r\n", "SET", "a", "b");
     CHECK_REQ("  SET \t a   b  \r\n", "SET", "a", "b");
     CHECK_REQ("SET \"a b\" 'c d'\n", "SET", "a b", "c d");
-    CHECK_REQ("ECHO \"\\x41\\x4a\\x7e\\n\\r\\t\\b\\a\\\\\\\"\\q\"\n", "ECHO",
-              "AJ~\n\r\t\b\a\\\"q");
+    CHECK_REQ("ECHO \"\\x41\\x4a\\x7e\\n\\r\\t\\b\\a\\\\\\\"\\q\"\n", "ECHO", "AJ~\n\r\t\b\a\\\"q");
     CHECK_REQ("ECHO \"\\x4\" \"\\xZZ\"\n", "ECHO", "x4", "xZZ");
     CHECK_REQ("ECHO 'it\\'s' 'a\\b'\n", "ECHO", "it's", "a\\b");
     CHECK_REQ("ECHO \"\" ''\n", "ECHO", "", "");
@@ -319,9 +316,8 @@ static void test_inline(void)
 static void test_inline_errors(void)
 {
     static const char *unbalanced[] = {
-        "SET \"a b\n",    "SET 'a b\n",  "SET \"a\"b\n", "SET 'a'b\n",
-        "SET \"a\\\"\n",  "SET \"a\\\n", "\"\n",         "SET \"abc\"\"\n",
-        "SET 'a\\'\n",
+        "SET \"a b\n", "SET 'a b\n", "SET \"a\"b\n",    "SET 'a'b\n",  "SET \"a\\\"\n",
+        "SET \"a\\\n", "\"\n",       "SET \"abc\"\"\n", "SET 'a\\'\n",
     };
     for (size_t i = 0; i < sizeof unbalanced / sizeof *unbalanced; i++) {
         size_t n = strlen(unbalanced[i]);
@@ -329,9 +325,8 @@ static void test_inline_errors(void)
                        "ERR Protocol error: unbalanced quotes in request", n);
     }
 
-    struct tl_parse_limits small = {.max_bulk_len = LIMIT_BULK,
-                                    .max_multibulk_len = LIMIT_MULTIBULK,
-                                    .inline_max_size = 8};
+    struct tl_parse_limits small = {
+        .max_bulk_len = LIMIT_BULK, .max_multibulk_len = LIMIT_MULTIBULK, .inline_max_size = 8};
     /* 8 bytes then LF: fine; 9 bytes: too big, at the 9th byte whatever follows. */
     check_request("ECHO abc\n", 9, &small, 2, WANT("ECHO", "abc"), NULL);
     check_request("ECHO ab\r\n", 9, &small, 2, WANT("ECHO", "ab"), NULL);
@@ -452,10 +447,10 @@ static struct tl_client client(int resp)
     return c;
 }
 
-#define EXPECT(c, want)                                                                        \
-    do {                                                                                       \
-        CHECK_BYTES((c)->out.data, (c)->out.len, (want), sizeof(want) - 1);                    \
-        (c)->out.len = 0;                                                                      \
+#define EXPECT(c, want)                                                                            \
+    do {                                                                                           \
+        CHECK_BYTES((c)->out.data, (c)->out.len, (want), sizeof(want) - 1);                        \
+        (c)->out.len = 0;                                                                          \
     } while (0)
 
 static void test_replies_common(void)
@@ -576,6 +571,8 @@ static void test_replies_resp2(void)
     EXPECT(&c, "$4\r\n-inf\r\n");
     tl_reply_double(&c, NAN);
     EXPECT(&c, "$3\r\nnan\r\n");
+    tl_reply_double_text(&c, "0.1", 3);
+    EXPECT(&c, "$3\r\n0.1\r\n");
     tl_reply_bool(&c, true);
     EXPECT(&c, ":1\r\n");
     tl_reply_bool(&c, false);
@@ -608,6 +605,18 @@ static void test_replies_resp3(void)
     EXPECT(&c, ",nan\r\n");
     tl_reply_double(&c, -1.7976931348623157e308);
     EXPECT(&c, ",-1.7976931348623157e+308\r\n");
+    /* INCRBYFLOAT's text as it is, not re-rounded through a double. */
+    tl_reply_double_text(&c, "0.1", 3);
+    EXPECT(&c, ",0.1\r\n");
+    tl_reply_double_text(&c, "-3", 2);
+    EXPECT(&c, ",-3\r\n");
+    char digits[1000]; /* past the stack buffer, as the text of a huge long double is */
+    memset(digits, '9', sizeof digits);
+    tl_reply_double_text(&c, digits, sizeof digits);
+    CHECK_EQ_INT(c.out.len, 1 + sizeof digits + 2);
+    CHECK(c.out.data[0] == ',' && memcmp(c.out.data + 1, digits, sizeof digits) == 0 &&
+          memcmp(c.out.data + 1 + sizeof digits, "\r\n", 2) == 0);
+    c.out.len = 0;
     tl_reply_bool(&c, true);
     EXPECT(&c, "#t\r\n");
     tl_reply_bool(&c, false);

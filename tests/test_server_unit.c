@@ -318,9 +318,17 @@ static void test_ping_echo(struct tl_client *c)
     expect(c, "ECHO hi", "$2\r\nhi\r\n");
     expect(c, "ECHO", "-ERR wrong number of arguments for 'echo' command\r\n");
     expect_contains(c, "TIME", "*2\r\n$10\r\n", true);
-    expect(c, "SELECT 0", "+OK\r\n");
-    expect(c, "SELECT 1", "-ERR DB index is out of range\r\n");
+    /* databases is 16 by default; Redis reads the index as a C int. */
+    expect(c, "SELECT 15", "+OK\r\n");
+    if (c->db != 15)
+        FAIL("SELECT 15 left db %d", c->db);
+    expect(c, "SELECT 16", "-ERR DB index is out of range\r\n");
+    expect(c, "SELECT -1", "-ERR DB index is out of range\r\n");
+    expect(c, "SELECT 2147483648", "-ERR value is not an integer or out of range\r\n");
     expect(c, "SELECT x", "-ERR value is not an integer or out of range\r\n");
+    if (c->db != 15)
+        FAIL("a failed SELECT changed db to %d", c->db);
+    expect(c, "SELECT 0", "+OK\r\n");
     expect(c, "SAVE",
            "-ERR Tally persists every write through its WAL; use tallyctl checkpoint "
            "for a copy\r\n");
@@ -355,9 +363,11 @@ static void test_hello_auth(struct tl_client *c)
         FAIL("HELLO 3 SETNAME app: resp %d name %s", c->resp, c->name);
     expect(c, "PING", "+PONG\r\n");
     expect(c, "CLIENT GETNAME", "$3\r\napp\r\n");
+    expect(c, "SELECT 3", "+OK\r\n");
+    expect_contains(c, "CLIENT INFO", " db=3 ", true);
     expect(c, "RESET", "+RESET\r\n");
-    if (c->resp != 2 || c->name[0])
-        FAIL("RESET left resp %d name %s", c->resp, c->name);
+    if (c->resp != 2 || c->name[0] || c->db != 0)
+        FAIL("RESET left resp %d name %s db %d", c->resp, c->name, c->db);
     expect(c, "CLIENT GETNAME", "$-1\r\n");
 
     /* With a password */
@@ -472,6 +482,10 @@ static void test_config(struct tl_client *c)
 {
     expect(c, "CONFIG GET maxclients", "*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n");
     expect(c, "CONFIG GET nosuchparam", "*0\r\n");
+    expect(c, "CONFIG GET databases", "*2\r\n$9\r\ndatabases\r\n$2\r\n16\r\n");
+    expect(c, "CONFIG SET databases 4",
+           "-ERR CONFIG SET failed (possibly related to argument 'databases') - can't set "
+           "immutable config\r\n");
     expect(c, "CONFIG GET save appendonly save",
            "*4\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
     c->resp = 3;
@@ -569,8 +583,93 @@ static void test_slowlog_shutdown(struct tl_client *c)
         FAIL("SHUTDOWN NOSAVE: %d requests", shutdown_requests);
 }
 
+/* ---- keyspace.c: engine keys of (database, key) ---------------------------------------------- */
+
+/* memcmp order, a prefix first. */
+static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int r = memcmp(a, b, alen < blen ? alen : blen);
+    return r != 0 ? r : (alen > blen) - (alen < blen);
+}
+
+/* Checks that key in db encodes to want (want_len bytes) and decodes back, in db and no other. */
+static void check_dbkey(int db, const char *key, size_t len, const char *want, size_t want_len)
+{
+    struct tl_dbkey k;
+    if (tl_dbkey_make(&k, db, key, len) != 0)
+        FAIL("tl_dbkey_make(db %d, %zu bytes) failed", db, len);
+    if (k.len != want_len || memcmp(k.p, want, want_len) != 0)
+        FAIL("db %d key of %zu bytes: engine key of %zu bytes, want %zu", db, len, k.len, want_len);
+    if (db == 0 && (len == 0 || (unsigned char)key[0] != 0xFF) && k.p != key)
+        FAIL("a plain key of db 0 was copied");
+    if (tl_dbkey_db(k.p, k.len) != db)
+        FAIL("db %d key of %zu bytes decodes to db %d", db, len, tl_dbkey_db(k.p, k.len));
+    const char *user;
+    size_t ulen;
+    if (!tl_dbkey_user(db, k.p, k.len, &user, &ulen) || ulen != len || memcmp(user, key, len))
+        FAIL("db %d key of %zu bytes does not decode to itself", db, len);
+    for (int other = 0; other < TL_DATABASES_MAX; other++)
+        if (other != db && tl_dbkey_user(other, k.p, k.len, &user, &ulen))
+            FAIL("db %d key of %zu bytes also decodes in db %d", db, len, other);
+    struct tl_dbrange r;
+    tl_dbkey_range(db, &r);
+    int lo = cmp_bytes(k.p, k.len, r.lo, r.lo_len), hi = cmp_bytes(k.p, k.len, r.hi, r.hi_len);
+    if (lo < 0 || (r.hi_len && hi >= 0))
+        FAIL("db %d key of %zu bytes is outside the database's range", db, len);
+    tl_dbkey_free(&k);
+}
+
+static void test_keyspace(void)
+{
+    /* Octal escapes where a letter follows: "\xFF\x01abc" would read as one hex escape. */
+    check_dbkey(0, "abc", 3, "abc", 3);
+    check_dbkey(0, "", 0, "", 0);
+    check_dbkey(0, "\xFF", 1, "\xFF\x00\xFF", 3);
+    check_dbkey(0, "\377\001abc", 5, "\377\000\377\001abc", 7);
+    check_dbkey(1, "abc", 3, "\377\001abc", 5);
+    check_dbkey(1, "", 0, "\xFF\x01", 2);
+    check_dbkey(1, "\xFF", 1, "\xFF\x01\xFF", 3);
+    check_dbkey(255, "k", 1, "\377\377k", 3);
+
+    /* A key past the inline buffer, and the limit, the same in every database. */
+    size_t big_len = TL_MAX_USER_KEY_BYTES;
+    char *big = malloc(big_len + 1);
+    char *want = malloc(big_len + TL_DBKEY_PREFIX_BYTES);
+    memset(big, 'x', big_len + 1);
+    memcpy(want, "\xFF\x07", 2);
+    memcpy(want + 2, big, big_len);
+    check_dbkey(7, big, big_len, want, big_len + 2);
+    check_dbkey(0, big, big_len, big, big_len);
+    struct tl_dbkey k;
+    if (tl_dbkey_make(&k, 0, big, big_len + 1) != TL_EKEYTOOLONG)
+        FAIL("a key of %zu bytes was accepted in db 0", big_len + 1);
+    tl_dbkey_free(&k);
+    if (tl_dbkey_make(&k, 3, big, big_len + 1) != TL_EKEYTOOLONG)
+        FAIL("a key of %zu bytes was accepted in db 3", big_len + 1);
+    tl_dbkey_free(&k);
+    free(big);
+    free(want);
+
+    /* Engine keys no database encodes to (only a data directory from before databases holds
+     * them). */
+    if (tl_dbkey_db("\xFF", 1) != -1 || tl_dbkey_db("\xFF\x00", 2) != -1 ||
+        tl_dbkey_db("\377\000abc", 5) != -1)
+        FAIL("a non-canonical engine key was given a database");
+
+    /* The ranges follow each other: db n's hi is db n+1's lo; the last runs to the end. */
+    struct tl_dbrange r0, r1, r255;
+    tl_dbkey_range(0, &r0);
+    tl_dbkey_range(1, &r1);
+    tl_dbkey_range(255, &r255);
+    if (r0.lo_len != 0 || r0.hi_len != 2 || memcmp(r0.hi, "\xFF\x01", 2) != 0 || r1.lo_len != 2 ||
+        memcmp(r1.lo, "\xFF\x01", 2) != 0 || memcmp(r1.hi, "\xFF\x02", 2) != 0 ||
+        r255.hi_len != 0 || memcmp(r255.lo, "\xFF\xFF", 2) != 0)
+        FAIL("database ranges are not as keyspace.c describes");
+}
+
 int main(void)
 {
+    test_keyspace();
     server_init();
     struct tl_client *c = client_new(1, "127.0.0.1:50001");
     struct tl_client *other = client_new(2, "127.0.0.1:50002");

@@ -1,0 +1,227 @@
+#!/bin/sh
+# compare-redis.sh - tallyd against Debian's redis-server, side by side, with redis-benchmark.
+#
+# Starts redis-server (appendonly yes, appendfsync everysec) and tallyd (--fsync everysec),
+# each on its own free loopback port with a fresh temporary directory, and runs the same
+# redis-benchmark workloads against both, alternating which goes first:
+#   INCR on 1M random keys (counter:__rand_int__, -r 1000000), 50 clients, unpipelined
+#   INCR the same with -P 32
+#   SET and GET on 1M random keys, 50 clients, unpipelined
+# then restarts both with appendfsync always / --fsync always and runs the two INCR workloads
+# again. Each workload runs ROUNDS times on each server; the table shows the median run's
+# requests/s with its p50 and p99 latency (redis-benchmark --csv, milliseconds), and the ratio
+# tallyd/redis. Benchmarks never fail on timing: the exit status is non-zero only when a server
+# or redis-benchmark fails.
+#
+# Usage: bench/compare-redis.sh [--quick]     (--quick: a tenth of the requests, one round)
+# Environment: TALLYD (the binary; else server/tallyd beside this script's folder), ROUNDS
+# (default 3), SCALE (multiplies every request count; default 1), TALLYD_ARGS (extra tallyd
+# options), BENCH_ARGS (extra redis-benchmark options, such as "--threads 2").
+# With the defaults the whole run takes two to four minutes on a 2-core machine.
+set -eu
+
+ROUNDS=${ROUNDS:-3}
+SCALE=${SCALE:-1}
+CLIENTS=50
+KEYSPACE=1000000
+START_WAIT_TENTHS=100 # 10 s
+RUN_TIMEOUT_S=120
+
+if [ "${1:-}" = --quick ]; then
+    ROUNDS=1
+    SCALE=0.1
+elif [ -n "${1:-}" ]; then
+    echo "usage: $0 [--quick]" >&2
+    exit 2
+fi
+
+for tool in redis-server redis-benchmark redis-cli; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "$tool is not installed (apt-get install redis-server redis-tools)" >&2
+        exit 1
+    fi
+done
+here=$(cd "$(dirname "$0")" && pwd)
+tallyd=${TALLYD:-$here/../server/tallyd}
+if [ ! -x "$tallyd" ]; then
+    echo "tallyd not found at $tallyd: build it (make) or set TALLYD" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-compare-redis-XXXXXX")
+redis_pid=
+tally_pid=
+cleanup() {
+    for pid in $redis_pid $tally_pid; do
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# requests N: N scaled by SCALE, at least 1000.
+requests() {
+    awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 1000) v = 1000; print v }'
+}
+
+# wait_ready PID PORT NAME: waits until the server answers PING.
+wait_ready() {
+    i=0
+    while [ $i -lt $START_WAIT_TENTHS ]; do
+        if ! kill -0 "$1" 2>/dev/null; then
+            echo "$3 exited at start:" >&2
+            tail -n 20 "$tmp/$3.log" >&2
+            exit 1
+        fi
+        if [ "$(redis-cli -p "$2" PING 2>/dev/null)" = PONG ]; then
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$3 did not answer PING on port $2 within 10 s" >&2
+    exit 1
+}
+
+# A port outside the kernel's ephemeral range, so that no client connection holds it.
+pick_port() {
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo "32768 60999")
+    low=${range%%[!0-9]*}
+    high=${range##*[!0-9]}
+    if [ "$low" -gt 11000 ]; then
+        shuf -i "10000-$((low - 1))" -n 1
+    elif [ "$high" -lt 64000 ]; then
+        shuf -i "$((high + 1))-65535" -n 1
+    else
+        shuf -i 10000-60000 -n 1
+    fi
+}
+
+free_port() {
+    while :; do
+        p=$(pick_port)
+        if ! redis-cli -p "$p" PING >/dev/null 2>&1; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# start_servers MODE: MODE is everysec or always; fresh directories each time.
+start_servers() {
+    rm -rf "$tmp/redis" "$tmp/tally"
+    mkdir -p "$tmp/redis" "$tmp/tally"
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' \
+        --appendonly yes --appendfsync "$1" --daemonize no >"$tmp/redis.log" 2>&1 &
+    redis_pid=$!
+    tally_port=$(free_port)
+    # shellcheck disable=SC2086 # TALLYD_ARGS is a list of options
+    "$tallyd" --port "$tally_port" --dir "$tmp/tally" --fsync "$1" ${TALLYD_ARGS:-} \
+        >"$tmp/tally.log" 2>&1 &
+    tally_pid=$!
+    wait_ready "$redis_pid" "$redis_port" redis
+    wait_ready "$tally_pid" "$tally_port" tally
+    echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port" \
+        "$redis_port, tallyd on port $tally_port, both with $1 durability" >&2
+}
+
+stop_servers() {
+    for pid in $redis_pid $tally_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    redis_pid=
+    tally_pid=
+}
+
+# run_one WORKLOAD MODE SERVER PORT ROUND N ARGS...: one redis-benchmark run; appends
+# "workload mode server round rps p50 p99" to the results.
+run_one() {
+    workload=$1 mode=$2 server=$3 port=$4 round=$5 n=$6
+    shift 6
+    echo "  $workload ($mode) against $server, round $round: $n requests" >&2
+    # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
+    if ! timeout "$RUN_TIMEOUT_S" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" \
+        -n "$n" -r "$KEYSPACE" --csv ${BENCH_ARGS:-} "$@" >"$tmp/run.csv" 2>"$tmp/run.err"; then
+        echo "redis-benchmark failed against $server:" >&2
+        cat "$tmp/run.err" "$tmp/run.csv" >&2
+        exit 1
+    fi
+    if grep -qiE 'error|warning' "$tmp/run.err" "$tmp/run.csv"; then
+        echo "redis-benchmark reported errors against $server:" >&2
+        grep -iE 'error|warning' "$tmp/run.err" "$tmp/run.csv" | head -n 5 >&2
+        exit 1
+    fi
+    # "INCR","127388.53","0.215","0.064","0.207","0.303","0.399","1.215"
+    line=$(grep -v '^"test"' "$tmp/run.csv" | head -n 1 | tr -d '"')
+    echo "$line" | awk -F, -v w="$workload" -v m="$mode" -v s="$server" -v r="$round" \
+        'NF >= 7 { printf "%s %s %s %s %s %s %s\n", w, m, s, r, $2, $5, $7 }' >>"$tmp/results"
+}
+
+# run_workload NAME MODE N ARGS...: every round, alternating which server goes first.
+run_workload() {
+    name=$1 mode=$2 n=$3
+    shift 3
+    r=1
+    while [ $r -le "$ROUNDS" ]; do
+        if [ $((r % 2)) -eq 1 ]; then
+            run_one "$name" "$mode" redis "$redis_port" "$r" "$n" "$@"
+            run_one "$name" "$mode" tally "$tally_port" "$r" "$n" "$@"
+        else
+            run_one "$name" "$mode" tally "$tally_port" "$r" "$n" "$@"
+            run_one "$name" "$mode" redis "$redis_port" "$r" "$n" "$@"
+        fi
+        r=$((r + 1))
+    done
+}
+
+: >"$tmp/results"
+started=$(date +%s)
+echo "$ROUNDS round(s), $CLIENTS clients, keys from a space of $KEYSPACE" >&2
+
+start_servers everysec
+run_workload incr everysec "$(requests 400000)" -t incr -P 1
+run_workload incr-P32 everysec "$(requests 3000000)" -t incr -P 32
+run_workload set everysec "$(requests 250000)" -t set -P 1
+run_workload get everysec "$(requests 250000)" -t get -P 1
+stop_servers
+
+start_servers always
+run_workload incr always "$(requests 200000)" -t incr -P 1
+run_workload incr-P32 always "$(requests 1500000)" -t incr -P 32
+stop_servers
+
+# The table: for each workload and durability, the median run of each server.
+echo
+echo "tallyd vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), $CLIENTS" \
+    "clients, -r $KEYSPACE, median of $ROUNDS round(s), $(nproc) CPUs; latency in ms"
+awk '
+function median(key,    n, i, j, t, v) {
+    n = cnt[key]
+    for (i = 1; i <= n; i++) v[i] = rps[key, i]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    return v[int((n + 1) / 2)]
+}
+{
+    key = $1 " " $2 " " $3
+    if (!(($1 " " $2) in seen)) { seen[$1 " " $2] = 1; order[++rows] = $1 " " $2 }
+    i = ++cnt[key]; rps[key, i] = $5; p50[key, $5] = $6; p99[key, $5] = $7
+}
+END {
+    printf "%-10s %-9s %12s %12s %8s %16s %16s\n", "workload", "fsync", "redis rps", "tally rps",
+        "ratio", "redis p50/p99", "tally p50/p99"
+    for (r = 1; r <= rows; r++) {
+        split(order[r], f, " ")
+        kr = order[r] " redis"; kt = order[r] " tally"
+        mr = median(kr); mt = median(kt)
+        printf "%-10s %-9s %12.0f %12.0f %7.2fx %16s %16s\n", f[1], f[2], mr, mt,
+            (mr > 0 ? mt / mr : 0), p50[kr, mr] "/" p99[kr, mr], p50[kt, mt] "/" p99[kt, mt]
+    }
+}' "$tmp/results"
+echo "targets (issue 3): tally/redis >= 1.3x on every INCR row with everysec, >= 2x with always"
+echo "every run (workload fsync server round rps p50 p99):"
+sed 's/^/  /' "$tmp/results"
+echo "total time: $(($(date +%s) - started)) s"
