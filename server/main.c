@@ -17,7 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +189,10 @@ static int init_server(struct tl_server *s, const struct tl_config *cfg, const c
 {
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
+    /* INFO shows the absolute path, as Redis does. */
+    char abs_path[PATH_MAX];
+    if (config_file[0] && realpath(config_file, abs_path))
+        config_file = abs_path;
     snprintf(s->config_file, sizeof(s->config_file), "%s", config_file);
     s->start_ms = tl_now_ms();
     atomic_init(&s->next_client_id, 1);

@@ -21,13 +21,19 @@
  * One loop turn: handle every completion, send held replies whose WAL record has arrived, then
  * one io_uring_submit_and_wait, which submits what the turn queued and sleeps for the next.
  *
+ * Input: bytes are parsed straight from the receive buffer when nothing is buffered (only an
+ * incomplete tail is copied into c->query) and each request is dispatched at once. A protocol
+ * error is answered with the parser's error line, then the connection is closed. Limits:
+ * client-query-buffer-limit on c->query; client-output-buffer-limit on the replies held,
+ * checked after every command; maxclients and protected mode at accept; timeout at the tick.
+ *
  * Durability: a command that writes sets c->wait_seq to its WAL sequence number. Before a
  * client's replies are sent, the WAL must have that record written (fsync everysec and no: it
  * survives kill -9) or on disk (fsync always). If not yet, the client is parked on the worker's
  * list, the worker's has_parked flag is raised, and the worker goes on with other clients. The
  * commit thread calls net_commit_notify after each advance; it writes the eventfd of the
- * workers whose flag is up (at most once until the worker has read it). Both sides use seq_cst
- * fences (store flag/seq, fence, load the other), so a wake-up cannot be lost.
+ * workers whose flag is up (at most once until the worker has read it); the order of their
+ * atomic operations (flush_parked) makes sure a wake-up is never lost.
  *
  * Closing: a client is closed by cancelling its operations; its memory is freed when the last
  * of them has completed (nothing the kernel still holds refers to freed memory), and only then
@@ -75,6 +81,9 @@
  * waits for its cancelled operations to complete before it tears the ring down. */
 #define TL_NET_STOP_GRACE_MS 2000
 #define TL_NET_DRAIN_MS      1000
+/* A client parked this long is checked with tl_db_wait, which reports a WAL that stopped (an
+ * I/O error) instead of leaving the client waiting for ever. */
+#define TL_NET_PARK_CHECK_MS 10000
 /* A killed client whose pending replies do not leave within this time is closed anyway. */
 #define TL_NET_KILL_GRACE_MS 1000
 /* Query and output buffers are freed when they empty past this capacity, so a client that
@@ -100,6 +109,7 @@ struct net_client {
     struct net_client *prev, *next;           /* the worker's clients */
     struct net_client *park_prev, *park_next; /* the worker's parked clients */
     bool parked;
+    int64_t parked_ms;     /* when it was parked */
     bool closed;           /* cancellations issued; freed when no operation is left */
     bool recv_armed;       /* a multishot recv is in flight */
     bool send_inflight;    /* a send is in flight */
@@ -158,9 +168,10 @@ struct tl_worker {
 /* State shared by the workers and the threads that call into net.c. */
 static struct {
     struct tl_server *s;
-    _Atomic long connected;      /* clients open now, for maxclients */
-    _Atomic bool notify_running; /* net_commit_notify may touch the workers */
-    _Atomic int notify_active;   /* calls of net_commit_notify under way */
+    _Atomic long connected;        /* clients open now, for maxclients */
+    _Atomic bool notify_running;   /* net_commit_notify may touch the workers */
+    _Atomic int notify_active;     /* calls of net_commit_notify under way */
+    _Atomic uint64_t commit_epoch; /* advanced by each net_commit_notify (see flush_parked) */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     int started; /* workers that finished setting up, successfully or not */
@@ -288,13 +299,12 @@ static void net_commit_notify(void *arg)
     (void)arg;
     atomic_fetch_add(&net.notify_active, 1);
     if (atomic_load(&net.notify_running)) {
-        /* Pairs with the fence in flush_parked: the sequence number was stored before this
-         * call; a worker raises has_parked before it reads the sequence number. */
-        atomic_thread_fence(memory_order_seq_cst);
+        /* The WAL stored its new sequence number before this call; flush_parked explains
+         * why a worker that misses this wake-up sees that number. */
+        atomic_fetch_add(&net.commit_epoch, 1);
         for (int i = 0; i < net.s->n_workers; i++) {
             struct tl_worker *w = net.s->workers[i];
-            if (atomic_load_explicit(&w->has_parked, memory_order_relaxed) &&
-                !atomic_exchange(&w->wake_pending, true))
+            if (atomic_load(&w->has_parked) && !atomic_exchange(&w->wake_pending, true))
                 wake_worker(w);
         }
     }
@@ -306,6 +316,7 @@ static void park(struct tl_worker *w, struct net_client *nc)
     if (nc->parked)
         return;
     nc->parked = true;
+    nc->parked_ms = w->now_ms;
     nc->park_prev = NULL;
     nc->park_next = w->parked;
     if (w->parked)
@@ -336,8 +347,15 @@ static void flush_parked(struct tl_worker *w)
             atomic_store(&w->has_parked, false);
         return;
     }
+    /* No lost wake-up. The commit thread: stores the sequence number, then (all seq_cst)
+     * increments commit_epoch, loads has_parked, exchanges wake_pending. This worker: clears
+     * wake_pending (when it reads the eventfd), stores has_parked, loads commit_epoch, then
+     * reads the sequence number. If the commit thread saw has_parked false or wake_pending
+     * true, its increment precedes this load in the single order of seq_cst operations, so
+     * the load reads it (or a later one) and synchronizes with it: the sequence number
+     * stored before the increment is visible below. */
     atomic_store(&w->has_parked, true);
-    atomic_thread_fence(memory_order_seq_cst);
+    (void)atomic_load(&net.commit_epoch);
     struct net_client *next;
     for (struct net_client *nc = w->parked; nc; nc = next) {
         next = nc->park_next;
@@ -777,6 +795,24 @@ static void handle_kills(struct tl_worker *w)
     }
 }
 
+/* A client parked for long: either the WAL is slow (the wait below returns once the record
+ * is there; under fsync always it may sync in this thread, once per TL_NET_PARK_CHECK_MS), or
+ * it has stopped after an I/O error and the writes will never be acknowledged: close. */
+static void check_stuck(struct tl_worker *w, struct net_client *nc)
+{
+    enum tl_wait what = net.s->cfg.fsync == TL_FSYNC_ALWAYS ? TL_WAIT_DURABLE : TL_WAIT_WRITTEN;
+    int rc = tl_db_wait(net.s->db, nc->c.wait_seq, what);
+    if (rc < 0) {
+        tl_log(TL_LOG_WARNING,
+               "Client id=%llu addr=%s: its writes cannot be made durable (%s); "
+               "closing it",
+               (unsigned long long)nc->c.id, nc->c.addr, tl_last_error());
+        close_client(w, nc);
+        return;
+    }
+    nc->parked_ms = w->now_ms; /* arrived: flush_parked sends at the end of the turn */
+}
+
 /* Every TL_NET_IDLE_SCAN_MS: idle clients (timeout setting), killed clients past their grace. */
 static void scan_clients(struct tl_worker *w)
 {
@@ -791,6 +827,8 @@ static void scan_clients(struct tl_worker *w)
             continue;
         if (nc->kill_deadline_ms && w->now_ms >= nc->kill_deadline_ms) {
             close_client(w, nc);
+        } else if (nc->parked && w->now_ms - nc->parked_ms > TL_NET_PARK_CHECK_MS) {
+            check_stuck(w, nc);
         } else if (idle_ms > 0 && !nc->parked && !nc->send_inflight &&
                    w->now_ms - nc->last_io_ms > idle_ms) {
             log_client_error(w, nc, "closing idle client (timeout)");
