@@ -369,6 +369,26 @@ static void flush_parked(struct tl_worker *w)
         atomic_store(&w->has_parked, false);
 }
 
+/*
+ * Under everysec and no, a reply waits only until its WAL record is in the kernel: rather than
+ * wait for the commit thread to come round (and wake this worker), the worker writes the WAL
+ * itself once per turn, for every record appended so far, as Redis writes its AOF before it
+ * replies. This is a buffered write (no sync), so the worker is held for microseconds. Under
+ * always the replies wait for the commit thread's fdatasync: parked, the worker serves others.
+ */
+static void write_parked(struct tl_worker *w)
+{
+    if (!w->parked || net.s->cfg.fsync == TL_FSYNC_ALWAYS)
+        return;
+    uint64_t max = 0;
+    for (struct net_client *nc = w->parked; nc; nc = nc->park_next)
+        if (nc->c.wait_seq > max)
+            max = nc->c.wait_seq;
+    if (max && !seq_ready(max) && tl_db_wait(net.s->db, max, TL_WAIT_WRITTEN) < 0)
+        tl_log(TL_LOG_WARNING, "Worker %d: the WAL cannot be written (%s); replies wait", w->index,
+               tl_last_error());
+}
+
 /* ---- the client registry -------------------------------------------------------------------- */
 
 void tl_client_register(struct tl_client *c)
@@ -1014,6 +1034,7 @@ static void worker_loop(struct tl_worker *w)
     w->last_idle_scan_ms = w->now_ms;
     for (;;) {
         read_limits(w);
+        write_parked(w);
         flush_parked(w);
         flush_stats(w);
         if (w->stopping && (!w->clients || w->now_ms >= w->stop_deadline_ms))

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <linux/fs.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,37 @@ int tl_uring_probe(void)
     return 0;
 }
 
+/* -1 not probed yet, 0 writes may complete inline, 1 writes go to io_uring's workers at once. */
+static _Atomic int async_writes = -1;
+
+void tl_io_probe_writes(int fd)
+{
+    int expected = -1;
+    struct io_uring *ring = tl_uring_thread();
+    if (!ring || atomic_load(&async_writes) != -1)
+        return;
+    static const char byte = 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_write(sqe, fd, &byte, 1, 0);
+    sqe->rw_flags = RWF_NOWAIT;
+    io_uring_sqe_set_data64(sqe, 0);
+    if (io_uring_submit_and_wait(ring, 1) < 0)
+        return;
+    struct io_uring_cqe *cqe;
+    if (io_uring_wait_cqe(ring, &cqe) < 0)
+        return;
+    int res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    atomic_compare_exchange_strong(&async_writes, &expected,
+                                   res == -EAGAIN || res == -EOPNOTSUPP ? 1 : 0);
+}
+
+static inline void write_flags(struct io_uring_sqe *sqe)
+{
+    if (atomic_load_explicit(&async_writes, memory_order_relaxed) == 1)
+        sqe->flags |= IOSQE_ASYNC;
+}
+
 enum io_op { IO_READ, IO_WRITE };
 
 /*
@@ -126,9 +159,11 @@ static int run_batch(enum io_op op, struct tl_io_req *reqs, size_t n)
             if (op == IO_READ)
                 io_uring_prep_read(sqe, r->fd, (char *)r->buf + done, (unsigned)(r->len - done),
                                    r->off + done);
-            else
+            else {
                 io_uring_prep_write(sqe, r->fd, (char *)r->buf + done, (unsigned)(r->len - done),
                                     r->off + done);
+                write_flags(sqe);
+            }
             io_uring_sqe_set_data64(sqe, i);
             inflight++;
         }
@@ -251,6 +286,7 @@ int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
     while (len > 0) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
         io_uring_prep_write(sqe, fd, p, (unsigned)(len > (1u << 30) ? (1u << 30) : len), off);
+        write_flags(sqe);
         io_uring_sqe_set_data64(sqe, 0);
         unsigned count = 1;
         if (sync) {

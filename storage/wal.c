@@ -8,8 +8,10 @@
  * thread writes one, appenders fill the other. Appenders wait when the active buffer holds
  * TL_WAL_BUFFER_BYTES or more (bounded memory); a record larger than the room left grows the
  * buffer to fit, and the commit thread shrinks an oversized buffer back after writing it.
- * An appender signals the commit thread only when the thread is idle (commit_idle), so a busy
- * stream of appends costs no futex wake per record.
+ * An appender signals the commit thread only when the thread is idle (commit_idle) and either
+ * sleeps without a deadline, or the mode is ALWAYS, or the buffer is large: outside ALWAYS the
+ * thread writes what nobody waits for TL_WAL_WRITE_DELAY_US after it was appended, and a waiter
+ * writes for itself, so a stream of appends costs no futex wake per record.
  *
  * Group commit. The commit thread loops: wait for work, swap buffers, write the whole buffer at
  * the segment's end with one tl_io_pwrite. Under TL_FSYNC_ALWAYS the write carries a linked
@@ -94,7 +96,8 @@ struct wal_buf {
     bool has_roll;     /* records from roll_off on go to segment roll_number */
     uint64_t roll_number;
     size_t roll_off;
-    uint64_t roll_seq; /* the last sequence number of the old segment */
+    uint64_t roll_seq;            /* the last sequence number of the old segment */
+    struct timespec first_append; /* when the first record of data was appended */
 };
 
 struct tl_wal {
@@ -113,6 +116,7 @@ struct tl_wal {
     uint64_t next_seq;
     uint64_t last_number; /* the newest segment number (opened or rolled to) */
     bool commit_idle;     /* the commit thread waits on commit_cv */
+    bool commit_untimed;  /* ... with no deadline: an append must wake it to arm its timer */
     bool committing;      /* a thread (the commit thread or a waiter) is writing a buffer */
     int space_waiters;
     int done_waiters;
@@ -180,6 +184,7 @@ static int segment_create(const char *dir, uint64_t number, char *path, size_t c
 
     uint8_t h[TL_WAL_HEADER_BYTES];
     encode_header(h, number);
+    tl_io_probe_writes(fd); /* the header written next overwrites the probe's byte */
     int rc = tl_io_pwrite(fd, h, sizeof h, 0, true);
     if (rc < 0) {
         rc = tl_error(rc, "%s: cannot write WAL segment header: %s; check the disk", path,
@@ -309,6 +314,33 @@ static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync, b
     return 0;
 }
 
+static struct timespec time_after(const struct timespec *from, long us)
+{
+    struct timespec t = *from;
+    t.tv_sec += us / 1000000;
+    t.tv_nsec += (us % 1000000) * 1000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    return t;
+}
+
+static bool time_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Whether appended records should be written now rather than left for a waiter to write. */
+static bool write_due(const struct tl_wal *w, const struct wal_buf *a)
+{
+    if (a->len == 0)
+        return false;
+    if (w->mode == TL_FSYNC_ALWAYS || w->closing || a->len >= TL_WAL_EAGER_BYTES)
+        return true;
+    return elapsed_ms(&a->first_append) * 1000 >= TL_WAL_WRITE_DELAY_US;
+}
+
 /* Waits, holding mu, until the commit thread has something to do. Returns false when it should
  * exit: closing with everything written and synced, or closing after a fatal error. */
 static bool commit_wait_locked(struct tl_wal *w)
@@ -320,7 +352,7 @@ static bool commit_wait_locked(struct tl_wal *w)
             if (w->closing)
                 return false;
         } else {
-            if (a->len > 0 || a->has_roll || w->sync_target > w->synced_seq)
+            if (write_due(w, a) || a->has_roll || w->sync_target > w->synced_seq)
                 return true;
             if (w->closing)
                 return unsynced; /* one more turn to sync, then exit */
@@ -329,19 +361,25 @@ static bool commit_wait_locked(struct tl_wal *w)
                 return true;
         }
         w->commit_idle = true;
+        bool timed = false;
+        struct timespec deadline = {0};
         if (!w->failed && w->mode == TL_FSYNC_EVERYSEC && unsynced) {
-            struct timespec deadline = w->last_sync;
-            deadline.tv_sec += TL_WAL_SYNC_INTERVAL_MS / 1000;
-            deadline.tv_nsec += (long)(TL_WAL_SYNC_INTERVAL_MS % 1000) * 1000000;
-            if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&w->commit_cv, &w->mu, &deadline);
-        } else {
-            pthread_cond_wait(&w->commit_cv, &w->mu);
+            deadline = time_after(&w->last_sync, TL_WAL_SYNC_INTERVAL_MS * 1000L);
+            timed = true;
         }
+        if (!w->failed && a->len > 0) {
+            struct timespec due = time_after(&a->first_append, TL_WAL_WRITE_DELAY_US);
+            if (!timed || time_before(&due, &deadline))
+                deadline = due;
+            timed = true;
+        }
+        w->commit_untimed = !timed;
+        if (timed)
+            pthread_cond_timedwait(&w->commit_cv, &w->mu, &deadline);
+        else
+            pthread_cond_wait(&w->commit_cv, &w->mu);
         w->commit_idle = false;
+        w->commit_untimed = false;
     }
 }
 
@@ -380,9 +418,9 @@ static void commit_turn_locked(struct tl_wal *w, bool force_sync, bool timer_syn
     }
     w->committing = false;
     pthread_cond_broadcast(&w->turn_cv);
-    /* After a waiter's turn, an idle commit thread looks again: it owns the everysec timer
-     * for what the waiter wrote without syncing. */
-    if (w->commit_idle) {
+    /* After a waiter's turn, a commit thread asleep without a deadline looks again: it owns
+     * the everysec timer for what the waiter wrote without syncing. */
+    if (w->commit_idle && w->commit_untimed) {
         w->commit_idle = false;
         pthread_cond_signal(&w->commit_cv);
     }
@@ -535,9 +573,14 @@ int tl_wal_append(struct tl_wal *w, const void *key, size_t klen, const struct t
         memcpy(p, key, klen);
     p += klen;
     p += tl_record_encode(r, p);
+    if (b->len == 0)
+        clock_gettime(CLOCK_MONOTONIC, &b->first_append);
     b->len += total;
     b->last_seq = s;
-    if (w->commit_idle) {
+    /* Outside ALWAYS nobody waits for the commit thread to write soon: a waiter writes for
+     * itself, so the thread is woken only for a large buffer (else its timer comes round). */
+    if (w->commit_idle &&
+        (w->commit_untimed || w->mode == TL_FSYNC_ALWAYS || b->len >= TL_WAL_EAGER_BYTES)) {
         w->commit_idle = false;
         pthread_cond_signal(&w->commit_cv);
     }

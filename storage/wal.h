@@ -37,6 +37,10 @@
 #define TL_WAL_RECORD_HEADER 16
 /* Appenders wait when this much is waiting for the commit thread. */
 #define TL_WAL_BUFFER_BYTES (4u << 20)
+/* Outside ALWAYS, records nobody waits for are written at the latest this long after the first
+ * of them was appended, or at once when this many bytes are waiting. */
+#define TL_WAL_WRITE_DELAY_US 1000
+#define TL_WAL_EAGER_BYTES    (256u << 10)
 /* everysec: the interval between syncs. */
 #define TL_WAL_SYNC_INTERVAL_MS 1000
 
