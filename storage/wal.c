@@ -226,8 +226,12 @@ static void fill_crcs(uint8_t *p, size_t n)
 static void publish_locked(struct tl_wal *w, uint64_t written, bool synced)
 {
     atomic_store_explicit(&w->written_seq, written, memory_order_release);
-    if (synced)
+    if (synced) {
         w->synced_seq = written;
+        /* Under mu: the commit thread reads it to time the everysec sync, and a waiter in
+         * its own turn may have been the one that synced. */
+        clock_gettime(CLOCK_MONOTONIC, &w->last_sync);
+    }
     uint64_t durable = w->mode == TL_FSYNC_NO ? written : w->synced_seq;
     atomic_store_explicit(&w->durable_seq, durable, memory_order_release);
     if (w->done_waiters)
@@ -277,10 +281,8 @@ static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
         w->seg_off += n;
         atomic_fetch_add_explicit(&w->bytes_written, n, memory_order_relaxed);
     }
-    if (sync) {
+    if (sync)
         atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
-        clock_gettime(CLOCK_MONOTONIC, &w->last_sync);
-    }
     return 0;
 }
 
