@@ -16,9 +16,14 @@
 # Usage: bench/compare-redis.sh [--quick]     (--quick: a tenth of the requests, one round)
 # Environment: TALLYD (the binary; else server/tallyd beside this script's folder), ROUNDS
 # (default 3), SCALE (multiplies every request count; default 1), TALLYD_ARGS (extra tallyd
-# options), BENCH_ARGS (extra redis-benchmark options, such as "--threads 2").
+# options; default "--io-threads 1", see below), BENCH_ARGS (extra redis-benchmark options,
+# such as "--threads 2").
+# Why one worker by default: redis-benchmark is single-threaded and needs a whole core; on a
+# 2-core machine tallyd's default of a worker per CPU makes three busy threads share two cores,
+# while Redis serves from one thread. Set TALLYD_ARGS= (empty) to run tallyd's own default.
 # With the defaults the whole run takes two to four minutes on a 2-core machine.
 set -eu
+TALLYD_ARGS=${TALLYD_ARGS-"--io-threads 1"}
 
 ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-1}
@@ -125,7 +130,7 @@ start_servers() {
     wait_ready "$redis_pid" "$redis_port" redis
     wait_ready "$tally_pid" "$tally_port" tally
     echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port" \
-        "$redis_port, tallyd on port $tally_port, both with $1 durability" >&2
+        "$redis_port, tallyd on port $tally_port (${TALLYD_ARGS:-default options}), both with $1 durability" >&2
 }
 
 stop_servers() {
