@@ -1,9 +1,10 @@
 /*
  * commands.c - the command table, dispatch, MULTI/EXEC/DISCARD and the slow log.
  *
- * Each group of commands has its own table (tl_commands_string, _keys, _server and
- * _transactions, defined here). At first use they are gathered into one open-addressing hash
- * keyed by the lower-case name, so a lookup is a hash of the name and usually one compare.
+ * Each group of commands has its own table (tl_commands_string, _keys, _server, _info,
+ * _introspect and _transactions, defined here). At first use they are gathered into one
+ * open-addressing hash keyed by the lower-case name, so a lookup is a hash of the name and
+ * usually one compare.
  *
  * tl_dispatch follows Redis 7's order of checks: unknown command or subcommand, arity,
  * authentication, then MULTI queueing, then the handler. A rejection inside MULTI also marks
@@ -145,6 +146,8 @@ static void index_build(void)
     index_add_table(tl_commands_string);
     index_add_table(tl_commands_keys);
     index_add_table(tl_commands_server);
+    index_add_table(tl_commands_info);
+    index_add_table(tl_commands_introspect);
     index_add_table(tl_commands_transactions);
     slots_init();
 }

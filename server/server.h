@@ -11,7 +11,8 @@
  * Files: main.c (start, signals), config.c (settings), log.c, net.c (the io_uring loop),
  * resp.c (request parsing, reply encoding), glob.c (KEYS/SCAN/CONFIG GET patterns), keyspace.c
  * (SELECT's databases: the engine key of a (database, key)), commands.c (table, dispatch,
- * MULTI/EXEC), commands_string.c, commands_keys.c, commands_server.c.
+ * MULTI/EXEC), commands_string.c, commands_keys.c, commands_server.c, info.c (INFO),
+ * commands_introspect.c (COMMAND).
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H
@@ -278,6 +279,8 @@ struct tl_command {
 extern const struct tl_command tl_commands_string[];
 extern const struct tl_command tl_commands_keys[];
 extern const struct tl_command tl_commands_server[];
+extern const struct tl_command tl_commands_info[];         /* INFO (info.c) */
+extern const struct tl_command tl_commands_introspect[];   /* COMMAND (commands_introspect.c) */
 extern const struct tl_command tl_commands_transactions[]; /* MULTI, EXEC, DISCARD (commands.c) */
 
 /* Looks up a command by name, case-insensitive. */
@@ -303,6 +306,22 @@ void tl_reply_engine_error(struct tl_client *c, int rc);
 bool tl_arg_int(struct tl_client *c, const char *s, size_t len, int64_t *out);
 bool tl_arg_float(struct tl_client *c, const char *s, size_t len, long double *out);
 bool tl_arg_eq(const char *s, size_t len, const char *word); /* case-insensitive */
+
+/* ---- helpers the command files share (commands_server.c) ------------------------------------ */
+
+/* The Redis version Tally answers as (HELLO, INFO): clients gate features on it (redis-cli uses
+ * COMMAND DOCS from 7.0 on). Tally's own version goes in tally_version fields beside it. */
+#define TL_REDIS_COMPAT_VERSION  "7.0.0"
+#define TL_SUBCOMMAND_NAME_BYTES 64 /* "parent|sub" */
+
+/* Runs the subcommand argv[1] of parent from its table, with Redis's errors for an unknown
+ * subcommand and a wrong number of arguments ('client|setname'). */
+void tl_run_subcommand(struct tl_client *c, struct tl_args *a, const char *parent,
+                       const struct tl_command *subs);
+/* Replies a HELP text: the first line names the command, then subcommands and explanations. */
+void tl_reply_help(struct tl_client *c, const char *cmd, const char *const *lines);
+/* Copies len bytes of src to dst in ASCII lower case, NUL-terminated, cut to fit cap. */
+void tl_lower_copy(char *dst, size_t cap, const char *src, size_t len);
 
 /* ---- the server ----------------------------------------------------------------------------- */
 

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -153,6 +154,37 @@ static void srv_print_log(const struct test_server *s)
         fprintf(stderr, "(no log)\n");
 }
 
+/* connect(), carried through a signal: a blocking connect interrupted by one (EINTR; with
+ * SO_SNDTIMEO set even SA_RESTART does not restart it) goes on in the background, and calling it
+ * again would answer EALREADY, so wait for the socket to be writable and take the outcome from
+ * SO_ERROR. Returns 0 or -1 with errno. */
+static int connect_retry(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    if (connect(fd, sa, len) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int rc;
+    do
+        rc = poll(&p, 1, REPLY_TIMEOUT_S * 1000);
+    while (rc < 0 && errno == EINTR);
+    if (rc <= 0) {
+        if (rc == 0)
+            errno = ETIMEDOUT;
+        return -1;
+    }
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        return -1;
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 /* Whether the server answers PING with anything but -LOADING (a restarted server accepts
  * connections while it still loads its data). */
 static bool srv_answers(int fd)
@@ -258,7 +290,7 @@ static void srv_start(struct test_server *s)
             struct sockaddr_in a = {.sin_family = AF_INET,
                                     .sin_port = htons((uint16_t)s->port),
                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-            int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+            int rc = connect_retry(fd, (struct sockaddr *)&a, sizeof a);
             if (rc == 0 && srv_answers(fd)) {
                 close(fd);
                 return;
@@ -341,7 +373,7 @@ static int conn_open(struct conn *c, int port)
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    if (connect_retry(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
         close(c->fd);
         c->fd = -1;
         return -1;
