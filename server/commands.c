@@ -1,7 +1,7 @@
 /*
  * commands.c - the command table, dispatch, MULTI/EXEC/DISCARD and the slow log.
  *
- * Each group of commands has its own table (tl_commands_string, _keys, _server, _info,
+ * Each group of commands has its own table (tl_commands_string, _hll, _keys, _server, _info,
  * _introspect and _transactions, defined here). At first use they are gathered into one
  * open-addressing hash keyed by the lower-case name, so a lookup is a hash of the name and
  * usually one compare.
@@ -145,6 +145,7 @@ static void index_build(void)
 {
     index_add_table(tl_commands_string);
     index_add_table(tl_commands_keys);
+    index_add_table(tl_commands_hll);
     index_add_table(tl_commands_server);
     index_add_table(tl_commands_info);
     index_add_table(tl_commands_introspect);

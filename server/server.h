@@ -11,8 +11,8 @@
  * Files: main.c (start, signals), config.c (settings), log.c, net.c (the io_uring loop),
  * resp.c (request parsing, reply encoding), glob.c (KEYS/SCAN/CONFIG GET patterns), keyspace.c
  * (SELECT's databases: the engine key of a (database, key)), commands.c (table, dispatch,
- * MULTI/EXEC), commands_string.c, commands_keys.c, commands_server.c, info.c (INFO),
- * commands_introspect.c (COMMAND).
+ * MULTI/EXEC), commands_string.c, commands_hll.c, commands_keys.c, commands_server.c, info.c
+ * (INFO), commands_introspect.c (COMMAND).
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H
@@ -278,6 +278,7 @@ struct tl_command {
 /* The tables of each group, each ending with an entry whose name is NULL. */
 extern const struct tl_command tl_commands_string[];
 extern const struct tl_command tl_commands_keys[];
+extern const struct tl_command tl_commands_hll[]; /* PFADD, PFCOUNT, PFMERGE (commands_hll.c) */
 extern const struct tl_command tl_commands_server[];
 extern const struct tl_command tl_commands_info[];         /* INFO (info.c) */
 extern const struct tl_command tl_commands_introspect[];   /* COMMAND (commands_introspect.c) */
