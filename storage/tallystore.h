@@ -118,7 +118,7 @@ void tl_val_clear(struct tl_val *v);
  * once its record is durable unless seq is not NULL: then the caller decides when to wait,
  * with tl_db_wait(), so that a server can hold a reply without blocking its thread.
  * Under EVERYSEC and NO a write returns once its record is in the WAL's buffer; the commit
- * thread hands it to the kernel at once (group commit), usually within tens of microseconds.
+ * thread hands it to the kernel within TL_WAL_WRITE_DELAY_US (1 ms) or sooner (group commit).
  * A caller that must survive kill -9 of its own process, as tallyd's replies do, waits with
  * tl_db_wait(db, seq, TL_WAIT_WRITTEN) before acknowledging. */
 enum tl_wait {
