@@ -77,12 +77,6 @@ enum hll_check {
     HLL_CORRUPTED = 2,
 };
 
-static void note_seq(struct tl_client *c, uint64_t seq)
-{
-    if (seq > c->wait_seq)
-        c->wait_seq = seq;
-}
-
 /* ---- hashing ------------------------------------------------------------------------------- */
 
 static uint64_t murmur64a(const uint8_t *p, size_t len, uint64_t seed)
@@ -242,18 +236,6 @@ static uint64_t hll_estimate(const uint8_t *reg)
 }
 
 /* ---- engine access ------------------------------------------------------------------------- */
-
-static int key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
-{
-    struct tl_dbkey k;
-    uint64_t seq = 0;
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
-    tl_dbkey_free(&k);
-    note_seq(c, seq);
-    return rc;
-}
 
 /* Reads key into *h. Returns 1 when found, 0 when missing, -(enum hll_check) for a value that
  * is not a valid HLL, or an engine error (< -2). */
@@ -515,7 +497,7 @@ static void cmd_pfadd(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, -ENOMEM);
         return;
     }
-    int rc = key_update(c, a->argv[1], a->len[1], pfadd_update, &op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], pfadd_update, &op);
     if (rc < 0 || op.check != HLL_OK)
         reply_hll_error(c, op.check, rc);
     else
@@ -572,7 +554,7 @@ static void cmd_pfcount(struct tl_client *c, struct tl_args *a)
         goto nomem;
     if (a->argc == 2) {
         struct pfcount_op op = {.h = h};
-        int rc = key_update(c, a->argv[1], a->len[1], pfcount_update, &op);
+        int rc = tl_key_update(c, a->argv[1], a->len[1], pfcount_update, &op);
         if (rc < 0 || op.check != HLL_OK)
             reply_hll_error(c, op.check, rc);
         else
@@ -684,7 +666,7 @@ static void cmd_pfmerge(struct tl_client *c, struct tl_args *a)
             if (h->reg[i] > max[i])
                 max[i] = h->reg[i];
     }
-    int rc = key_update(c, a->argv[1], a->len[1], pfmerge_update, &op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], pfmerge_update, &op);
     if (rc < 0 || op.check != HLL_OK)
         reply_hll_error(c, op.check, rc);
     else

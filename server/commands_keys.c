@@ -41,17 +41,6 @@
 
 /* ---- shared helpers ------------------------------------------------------------------------ */
 
-static void note_seq(struct tl_client *c, uint64_t seq)
-{
-    if (seq > c->wait_seq)
-        c->wait_seq = seq;
-}
-
-static void count_lookup(bool hit)
-{
-    atomic_fetch_add(hit ? &tl_srv->keyspace_hits : &tl_srv->keyspace_misses, 1);
-}
-
 /* Looks up key's expiry in the client's database: 1 when it exists (with *expire_ms, 0 for
  * none), 0 when it does not, or a negative error. */
 static int key_expiry(struct tl_client *c, const char *key, size_t klen, int64_t *expire_ms)
@@ -64,19 +53,6 @@ static int key_expiry(struct tl_client *c, const char *key, size_t klen, int64_t
     tl_dbkey_free(&k);
     *expire_ms = rc == 1 ? v.expire_ms : 0;
     tl_val_clear(&v);
-    return rc;
-}
-
-/* tl_db_update on key in the client's database; raises c->wait_seq. */
-static int key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
-{
-    struct tl_dbkey k;
-    uint64_t seq = 0;
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
-    tl_dbkey_free(&k);
-    note_seq(c, seq);
     return rc;
 }
 
@@ -93,7 +69,7 @@ static void cmd_del(struct tl_client *c, struct tl_args *a)
         if (rc == 0)
             rc = tl_db_delete(tl_srv->db, k.p, k.len, &existed, &seq);
         tl_dbkey_free(&k);
-        note_seq(c, seq);
+        tl_note_seq(c, seq);
         if (rc < 0) {
             tl_reply_engine_error(c, rc);
             return;
@@ -114,7 +90,7 @@ static void cmd_exists(struct tl_client *c, struct tl_args *a)
             tl_reply_engine_error(c, rc);
             return;
         }
-        count_lookup(rc == 1);
+        tl_count_lookup(rc == 1);
         n += rc;
     }
     tl_reply_int(c, n);
@@ -129,7 +105,7 @@ static void cmd_type(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, rc);
         return;
     }
-    count_lookup(rc == 1);
+    tl_count_lookup(rc == 1);
     tl_reply_status(c, rc == 1 ? "string" : "none");
 }
 
@@ -214,7 +190,7 @@ static void expire_generic(struct tl_client *c, struct tl_args *a, int64_t unit_
     }
     op.when_ms = when;
 
-    int rc = key_update(c, a->argv[1], a->len[1], expire_update, &op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], expire_update, &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -257,7 +233,7 @@ static int persist_update(void *arg, const struct tl_val *cur, int found, struct
 static void cmd_persist(struct tl_client *c, struct tl_args *a)
 {
     bool changed = false;
-    int rc = key_update(c, a->argv[1], a->len[1], persist_update, &changed);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], persist_update, &changed);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -276,7 +252,7 @@ static void ttl_generic(struct tl_client *c, struct tl_args *a, bool in_ms, bool
         tl_reply_engine_error(c, rc);
         return;
     }
-    count_lookup(rc == 1);
+    tl_count_lookup(rc == 1);
     if (rc == 0) {
         tl_reply_int(c, -2);
         return;
@@ -717,7 +693,7 @@ static void cmd_flushdb(struct tl_client *c, struct tl_args *a)
         return;
     uint64_t seq = 0;
     int rc = tl_keyspace_flush(tl_srv->db, c->db, &seq);
-    note_seq(c, seq);
+    tl_note_seq(c, seq);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else

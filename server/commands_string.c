@@ -36,17 +36,6 @@
 
 /* ---- shared helpers ------------------------------------------------------------------------ */
 
-static void note_seq(struct tl_client *c, uint64_t seq)
-{
-    if (seq > c->wait_seq)
-        c->wait_seq = seq;
-}
-
-static void count_lookup(bool hit)
-{
-    atomic_fetch_add(hit ? &tl_srv->keyspace_hits : &tl_srv->keyspace_misses, 1);
-}
-
 /* Copies an engine value (whose bytes may be borrowed) into one that owns its bytes. */
 static int val_copy(struct tl_val *dst, const struct tl_val *src)
 {
@@ -78,56 +67,6 @@ static void reply_maybe_val(struct tl_client *c, bool found, const struct tl_val
         tl_reply_val(c, v);
     else
         tl_reply_null(c);
-}
-
-/* The engine calls of this file, on the client's database (see keyspace.c). Each returns what
- * the engine call does, or tl_dbkey_make's error. */
-static int key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v)
-{
-    struct tl_dbkey k;
-    memset(v, 0, sizeof *v);
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_get(tl_srv->db, k.p, k.len, v);
-    tl_dbkey_free(&k);
-    return rc;
-}
-
-static int key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
-                   int64_t expire_ms)
-{
-    struct tl_dbkey k;
-    uint64_t seq = 0;
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_put(tl_srv->db, k.p, k.len, val, vlen, expire_ms, &seq);
-    tl_dbkey_free(&k);
-    note_seq(c, seq);
-    return rc;
-}
-
-static int key_delete(struct tl_client *c, const char *key, size_t klen)
-{
-    struct tl_dbkey k;
-    uint64_t seq = 0;
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_delete(tl_srv->db, k.p, k.len, NULL, &seq);
-    tl_dbkey_free(&k);
-    note_seq(c, seq);
-    return rc;
-}
-
-static int key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
-{
-    struct tl_dbkey k;
-    uint64_t seq = 0;
-    int rc = tl_dbkey_make(&k, c->db, key, klen);
-    if (rc == 0)
-        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
-    tl_dbkey_free(&k);
-    note_seq(c, seq);
-    return rc;
 }
 
 /* Whether a value is over max-value-bytes, replying the error if so. Checked before writing, so
@@ -228,12 +167,12 @@ static bool expire_keyword(const char *s, size_t len, enum expire_unit *unit,
 static void cmd_get(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = key_get(c, a->argv[1], a->len[1], &v);
+    int rc = tl_key_get(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
     }
-    count_lookup(rc == 1);
+    tl_count_lookup(rc == 1);
     reply_maybe_val(c, rc == 1, &v);
     tl_val_clear(&v);
 }
@@ -250,11 +189,11 @@ static void cmd_mget(struct tl_client *c, struct tl_args *a)
         goto cleanup;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = key_get(c, a->argv[i + 1], a->len[i + 1], &vals[i]);
+        rc = tl_key_get(c, a->argv[i + 1], a->len[i + 1], &vals[i]);
         if (rc < 0)
             goto cleanup;
         found[i] = rc == 1;
-        count_lookup(found[i]);
+        tl_count_lookup(found[i]);
     }
     rc = 0;
     tl_reply_array(c, n);
@@ -274,12 +213,12 @@ cleanup:
 static void cmd_strlen(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = key_get(c, a->argv[1], a->len[1], &v);
+    int rc = tl_key_get(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
     }
-    count_lookup(rc == 1);
+    tl_count_lookup(rc == 1);
     tl_reply_int(c, rc == 1 ? (int64_t)val_strlen(&v) : 0);
     tl_val_clear(&v);
 }
@@ -329,11 +268,11 @@ static int set_run(struct tl_client *c, const char *key, size_t klen, struct set
     if (op->cond == SET_ALWAYS && !op->get && !op->keepttl) {
         op->applied = true;
         if (op->expired)
-            rc = key_delete(c, key, klen);
+            rc = tl_key_delete(c, key, klen, NULL);
         else
-            rc = key_put(c, key, klen, op->val, op->vlen, op->expire_ms);
+            rc = tl_key_put(c, key, klen, op->val, op->vlen, op->expire_ms);
     } else {
-        rc = key_update(c, key, klen, set_update, op);
+        rc = tl_key_update(c, key, klen, set_update, op);
     }
     return rc < 0 ? rc : 0;
 }
@@ -390,7 +329,7 @@ static void cmd_set(struct tl_client *c, struct tl_args *a)
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
     } else if (op.get) {
-        count_lookup(op.found);
+        tl_count_lookup(op.found);
         reply_maybe_val(c, op.found, &op.old);
     } else if (op.applied) {
         tl_reply_ok(c);
@@ -454,7 +393,7 @@ static void cmd_getset(struct tl_client *c, struct tl_args *a)
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
     } else {
-        count_lookup(op.found);
+        tl_count_lookup(op.found);
         reply_maybe_val(c, op.found, &op.old);
     }
     tl_val_clear(&op.old);
@@ -501,13 +440,13 @@ static int getex_update(void *arg, const struct tl_val *cur, int found, struct t
 
 static void getex_run(struct tl_client *c, struct tl_args *a, struct getex_op *op, const char *cmd)
 {
-    int rc = key_update(c, a->argv[1], a->len[1], getex_update, op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], getex_update, op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
     } else if (op->found && op->parse != EXPIRE_OK) {
         reply_expire_error(c, op->parse, cmd);
     } else {
-        count_lookup(op->found);
+        tl_count_lookup(op->found);
         reply_maybe_val(c, op->found, &op->old);
     }
     tl_val_clear(&op->old);
@@ -568,7 +507,7 @@ static void cmd_mset(struct tl_client *c, struct tl_args *a)
     /* Each pair is one engine write; the command runs alone (TL_CMD_EXCLUSIVE), so no other
      * client sees some pairs before the others. */
     for (int j = 1; j < a->argc; j += 2) {
-        int rc = key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
+        int rc = tl_key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
         if (rc < 0) {
             tl_reply_engine_error(c, rc);
             return;
@@ -591,7 +530,7 @@ static void cmd_msetnx(struct tl_client *c, struct tl_args *a)
     bool any_exists = false;
     for (int j = 1; j < a->argc && !any_exists; j += 2) {
         struct tl_val v;
-        rc = key_get(c, a->argv[j], a->len[j], &v);
+        rc = tl_key_get(c, a->argv[j], a->len[j], &v);
         tl_val_clear(&v);
         if (rc < 0)
             goto cleanup;
@@ -601,7 +540,7 @@ static void cmd_msetnx(struct tl_client *c, struct tl_args *a)
     if (any_exists)
         goto cleanup;
     for (int j = 1; j < a->argc; j += 2) {
-        rc = key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
+        rc = tl_key_put(c, a->argv[j], a->len[j], a->argv[j + 1], a->len[j + 1], 0);
         if (rc < 0)
             goto cleanup;
     }
@@ -624,7 +563,7 @@ static void incr_by(struct tl_client *c, const char *key, size_t klen, int64_t d
     if (rc == 0)
         rc = tl_db_incr(tl_srv->db, k.p, k.len, delta, &result, &seq);
     tl_dbkey_free(&k);
-    note_seq(c, seq);
+    tl_note_seq(c, seq);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -671,7 +610,7 @@ static void cmd_incrbyfloat(struct tl_client *c, struct tl_args *a)
     if (rc == 0)
         rc = tl_db_incr_float(tl_srv->db, k.p, k.len, delta, &result, &seq);
     tl_dbkey_free(&k);
-    note_seq(c, seq);
+    tl_note_seq(c, seq);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -726,7 +665,7 @@ static void cmd_append(struct tl_client *c, struct tl_args *a)
 {
     long long max_len = __atomic_load_n(&tl_srv->cfg.max_value_bytes, __ATOMIC_RELAXED);
     struct append_op op = {.add = a->argv[2], .add_len = a->len[2], .max_len = (size_t)max_len};
-    int rc = key_update(c, a->argv[1], a->len[1], append_update, &op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], append_update, &op);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else if (op.too_long)
@@ -1036,7 +975,7 @@ static void cmd_increx(struct tl_client *c, struct tl_args *a)
         }
     }
 
-    int rc = key_update(c, a->argv[1], a->len[1], increx_update, op);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], increx_update, op);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         goto cleanup;

@@ -255,3 +255,64 @@ cleanup:
     tl_iter_free(it);
     return rc < 0 ? rc : 0;
 }
+
+/* ---- the engine calls of the command files ------------------------------------------------ */
+
+void tl_note_seq(struct tl_client *c, uint64_t seq)
+{
+    if (seq > c->wait_seq)
+        c->wait_seq = seq;
+}
+
+void tl_count_lookup(bool hit)
+{
+    atomic_fetch_add(hit ? &tl_srv->keyspace_hits : &tl_srv->keyspace_misses, 1);
+}
+
+int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v)
+{
+    struct tl_dbkey k;
+    memset(v, 0, sizeof *v);
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_get(tl_srv->db, k.p, k.len, v);
+    tl_dbkey_free(&k);
+    return rc;
+}
+
+int tl_key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
+               int64_t expire_ms)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_put(tl_srv->db, k.p, k.len, val, vlen, expire_ms, &seq);
+    tl_dbkey_free(&k);
+    tl_note_seq(c, seq);
+    return rc;
+}
+
+int tl_key_delete(struct tl_client *c, const char *key, size_t klen, bool *existed)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_delete(tl_srv->db, k.p, k.len, existed, &seq);
+    tl_dbkey_free(&k);
+    tl_note_seq(c, seq);
+    return rc;
+}
+
+int tl_key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg)
+{
+    struct tl_dbkey k;
+    uint64_t seq = 0;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        rc = tl_db_update(tl_srv->db, k.p, k.len, fn, arg, &seq);
+    tl_dbkey_free(&k);
+    tl_note_seq(c, seq);
+    return rc;
+}

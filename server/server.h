@@ -111,6 +111,21 @@ bool tl_glob_match(const char *pat, size_t plen, const char *s, size_t slen, boo
 #define TL_MAX_USER_KEY_BYTES (TL_MAX_KEY_BYTES - TL_DBKEY_PREFIX_BYTES)
 /* A key is over TL_MAX_USER_KEY_BYTES (the server's own code, beyond the engine's TL_E*). */
 #define TL_EKEYTOOLONG (-4101)
+
+struct tl_client;
+
+/* The engine calls commands make, on the client's database. Each returns what the engine call
+ * returns, or tl_dbkey_make's error; writes raise c->wait_seq to their record's sequence number
+ * so the reply waits for the WAL (net.c). existed may be NULL. */
+int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v);
+int tl_key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
+               int64_t expire_ms);
+int tl_key_delete(struct tl_client *c, const char *key, size_t klen, bool *existed);
+int tl_key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg);
+/* Raises c->wait_seq to seq. */
+void tl_note_seq(struct tl_client *c, uint64_t seq);
+/* Counts a read for INFO's keyspace_hits / keyspace_misses. */
+void tl_count_lookup(bool hit);
 /* Engine keys up to this long are built on the stack. */
 #define TL_DBKEY_INLINE_BYTES 128
 
