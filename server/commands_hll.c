@@ -546,6 +546,34 @@ static int pfcount_update(void *arg, const struct tl_val *cur, int found, struct
     return TL_UPDATE_PUT;
 }
 
+/* Takes the register-wise maximum of the HLLs at argv[from..argc) into max (the union, as
+ * PFCOUNT of several keys and PFMERGE need it); *any_dense (may be NULL) tells whether one of
+ * them was dense. Missing keys count as empty. On a bad value it replies the error itself and
+ * returns false. h is scratch space. */
+static bool union_registers(struct tl_client *c, struct tl_args *a, int from, uint8_t *max,
+                            struct hll *h, bool *any_dense)
+{
+    for (int j = from; j < a->argc; j++) {
+        int rc = key_read_hll(c, a->argv[j], a->len[j], h);
+        if (rc == -HLL_NOT_HLL || rc == -HLL_CORRUPTED) {
+            reply_hll_error(c, -rc, 0);
+            return false;
+        }
+        if (rc < 0) {
+            tl_reply_engine_error(c, rc);
+            return false;
+        }
+        if (rc == 0)
+            continue;
+        if (any_dense && h->encoding == HLL_ENC_DENSE)
+            *any_dense = true;
+        for (unsigned i = 0; i < HLL_REGISTERS; i++)
+            if (h->reg[i] > max[i])
+                max[i] = h->reg[i];
+    }
+    return true;
+}
+
 static void cmd_pfcount(struct tl_client *c, struct tl_args *a)
 {
     struct hll *h = malloc(sizeof *h);
@@ -567,24 +595,8 @@ static void cmd_pfcount(struct tl_client *c, struct tl_args *a)
     max = calloc(1, HLL_REGISTERS);
     if (!max)
         goto nomem;
-    for (int j = 1; j < a->argc; j++) {
-        int rc = key_read_hll(c, a->argv[j], a->len[j], h);
-        if (rc == -HLL_NOT_HLL || rc == -HLL_CORRUPTED) {
-            reply_hll_error(c, -rc, 0);
-            goto out;
-        }
-        if (rc < 0) {
-            tl_reply_engine_error(c, rc);
-            goto out;
-        }
-        if (rc == 0)
-            continue;
-        for (unsigned i = 0; i < HLL_REGISTERS; i++)
-            if (h->reg[i] > max[i])
-                max[i] = h->reg[i];
-    }
-    tl_reply_int(c, (int64_t)hll_estimate(max));
-out:
+    if (union_registers(c, a, 1, max, h, NULL))
+        tl_reply_int(c, (int64_t)hll_estimate(max));
     free(max);
     free(h);
     return;
@@ -648,24 +660,8 @@ static void cmd_pfmerge(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, -ENOMEM);
         goto out;
     }
-    for (int j = 2; j < a->argc; j++) {
-        int rc = key_read_hll(c, a->argv[j], a->len[j], h);
-        if (rc == -HLL_NOT_HLL || rc == -HLL_CORRUPTED) {
-            reply_hll_error(c, -rc, 0);
-            goto out;
-        }
-        if (rc < 0) {
-            tl_reply_engine_error(c, rc);
-            goto out;
-        }
-        if (rc == 0)
-            continue;
-        if (h->encoding == HLL_ENC_DENSE)
-            op.any_dense = true;
-        for (unsigned i = 0; i < HLL_REGISTERS; i++)
-            if (h->reg[i] > max[i])
-                max[i] = h->reg[i];
-    }
+    if (!union_registers(c, a, 2, max, h, &op.any_dense))
+        goto out;
     int rc = tl_key_update(c, a->argv[1], a->len[1], pfmerge_update, &op);
     if (rc < 0 || op.check != HLL_OK)
         reply_hll_error(c, op.check, rc);

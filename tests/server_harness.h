@@ -88,4 +88,8 @@ size_t resp_line(const char *p, size_t len);
  * depth is 0 (nesting deeper than RESP_MAX_DEPTH is malformed). */
 long resp_frame(const char *p, size_t len, int depth);
 
+/* Writes p[0..n) into out as printable text (\r \n \" \\ \xHH), ending in "..." when it does
+ * not fit; for failure messages. */
+void escape_into(char *out, size_t cap, const char *p, size_t n);
+
 #endif

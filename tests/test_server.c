@@ -98,27 +98,6 @@ static void pass(void)
     n_passed++;
 }
 
-static void escape_into(char *out, size_t cap, const char *p, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 8 < cap; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\r')
-            o += (size_t)snprintf(out + o, cap - o, "\\r");
-        else if (ch == '\n')
-            o += (size_t)snprintf(out + o, cap - o, "\\n");
-        else if (ch == '"' || ch == '\\')
-            o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f)
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-        else
-            out[o++] = (char)ch;
-    }
-    if (o + 8 >= cap && cap > 4)
-        o = (size_t)snprintf(out + cap - 5, 5, "...") + cap - 5;
-    out[o < cap ? o : cap - 1] = 0;
-}
-
 /* The request as text: each argument quoted, from hiredis's RESP encoding of it. */
 static void describe_request(const char *resp, size_t len, char *out, size_t cap)
 {

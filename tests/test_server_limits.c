@@ -101,25 +101,6 @@ static void fail_at(int line, const char *fmt, ...)
             fail_at(__LINE__, __VA_ARGS__);                                                        \
     } while (0)
 
-static void escape_into(char *out, size_t cap, const char *p, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 8 < cap; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '\r')
-            o += (size_t)snprintf(out + o, cap - o, "\\r");
-        else if (ch == '\n')
-            o += (size_t)snprintf(out + o, cap - o, "\\n");
-        else if (ch == '"' || ch == '\\')
-            o += (size_t)snprintf(out + o, cap - o, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f)
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-        else
-            out[o++] = (char)ch;
-    }
-    out[o] = 0;
-}
-
 static long long mono_ms(void)
 {
     struct timespec ts;
