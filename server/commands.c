@@ -146,6 +146,9 @@ static void index_build(void)
     index_add_table(tl_commands_string);
     index_add_table(tl_commands_keys);
     index_add_table(tl_commands_hll);
+    index_add_table(tl_commands_window);
+    index_add_table(tl_commands_throttle);
+    index_add_table(tl_commands_admin);
     index_add_table(tl_commands_server);
     index_add_table(tl_commands_info);
     index_add_table(tl_commands_introspect);
@@ -232,6 +235,9 @@ void tl_reply_engine_error(struct tl_client *c, int rc)
         return;
     case TL_ENANINF:
         tl_reply_error(c, "ERR increment would produce NaN or Infinity");
+        return;
+    case TL_EWRONGTYPE:
+        tl_reply_error(c, TL_WRONGTYPE_ERR);
         return;
     case TL_ETOOBIG:
         /* Keys are checked by tl_dbkey_make before they reach the engine, so a value is over

@@ -75,6 +75,7 @@ enum hll_check {
     HLL_OK = 0,
     HLL_NOT_HLL = 1, /* WRONGTYPE */
     HLL_CORRUPTED = 2,
+    HLL_TYPED = 3, /* a key of Tally's own types: the generic WRONGTYPE */
 };
 
 /* ---- hashing ------------------------------------------------------------------------------- */
@@ -145,6 +146,8 @@ static uint8_t dense_get(const uint8_t *r, unsigned i)
 /* Decodes a stored value into h. Returns enum hll_check. */
 static int hll_decode(const struct tl_val *v, struct hll *h)
 {
+    if (v->type == TL_VAL_TYPED)
+        return HLL_TYPED;
     if (v->type != TL_VAL_BYTES || v->len < HLL_HDR_BYTES || memcmp(v->bytes, "HYLL", 4) != 0)
         return HLL_NOT_HLL;
     const uint8_t *p = (const uint8_t *)v->bytes;
@@ -220,7 +223,7 @@ static double hll_tau(double x)
     return z / 3;
 }
 
-static uint64_t hll_estimate(const uint8_t *reg)
+uint64_t tl_hll_estimate(const uint8_t *reg)
 {
     int histo[HLL_REGISTER_MAX + 1] = {0};
     for (unsigned i = 0; i < HLL_REGISTERS; i++)
@@ -262,6 +265,8 @@ static void reply_hll_error(struct tl_client *c, int check, int rc)
 {
     if (check == HLL_NOT_HLL)
         tl_reply_error(c, HLL_WRONGTYPE);
+    else if (check == HLL_TYPED)
+        tl_reply_error(c, TL_WRONGTYPE_ERR);
     else if (check == HLL_CORRUPTED)
         tl_reply_error(c, HLL_CORRUPT);
     else
@@ -444,17 +449,21 @@ static int hll_bytes_new(struct hll_bytes *b)
     return 0;
 }
 
-struct pfadd_op {
+struct tl_hll_add {
     const struct tl_args *a;
+    int from, to; /* the elements: a->argv[from..to) */
     struct hll *scratch;
     int check;
     bool changed;
     struct hll_bytes b;
 };
 
-static int pfadd_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
+int tl_hll_add_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
 {
-    struct pfadd_op *op = arg;
+    struct tl_hll_add *op = arg;
+    free(op->b.p); /* a window's previous bucket, written by now */
+    op->b.p = NULL;
+    op->changed = false;
     if (found) {
         op->check = hll_decode(cur, op->scratch);
         if (op->check != HLL_OK)
@@ -470,7 +479,7 @@ static int pfadd_update(void *arg, const struct tl_val *cur, int found, struct t
             return rc;
         op->changed = true; /* a new key answers 1 even without elements */
     }
-    for (int j = 2; j < op->a->argc; j++) {
+    for (int j = op->from; j < op->to; j++) {
         unsigned idx;
         uint8_t val;
         hll_position(op->a->argv[j], op->a->len[j], &idx, &val);
@@ -490,20 +499,51 @@ static int pfadd_update(void *arg, const struct tl_val *cur, int found, struct t
     return TL_UPDATE_PUT;
 }
 
+struct tl_hll_add *tl_hll_add_new(const struct tl_args *a, int from, int to)
+{
+    struct tl_hll_add *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    *op = (struct tl_hll_add){.a = a, .from = from, .to = to, .scratch = malloc(sizeof(struct hll))};
+    if (!op->scratch) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+bool tl_hll_add_changed(const struct tl_hll_add *op)
+{
+    return op->changed;
+}
+
+bool tl_hll_add_bad_value(const struct tl_hll_add *op)
+{
+    return op->check != HLL_OK;
+}
+
+void tl_hll_add_free(struct tl_hll_add *op)
+{
+    if (!op)
+        return;
+    free(op->b.p);
+    free(op->scratch);
+    free(op);
+}
+
 static void cmd_pfadd(struct tl_client *c, struct tl_args *a)
 {
-    struct pfadd_op op = {.a = a, .scratch = malloc(sizeof(struct hll))};
-    if (!op.scratch) {
+    struct tl_hll_add *op = tl_hll_add_new(a, 2, a->argc);
+    if (!op) {
         tl_reply_engine_error(c, -ENOMEM);
         return;
     }
-    int rc = tl_key_update(c, a->argv[1], a->len[1], pfadd_update, &op);
-    if (rc < 0 || op.check != HLL_OK)
-        reply_hll_error(c, op.check, rc);
+    int rc = tl_key_update(c, a->argv[1], a->len[1], tl_hll_add_update, op);
+    if (rc < 0 || op->check != HLL_OK)
+        reply_hll_error(c, op->check, rc);
     else
-        tl_reply_int(c, op.changed ? 1 : 0);
-    free(op.b.p);
-    free(op.scratch);
+        tl_reply_int(c, op->changed ? 1 : 0);
+    tl_hll_add_free(op);
 }
 
 /* ---- PFCOUNT ------------------------------------------------------------------------------- */
@@ -530,7 +570,7 @@ static int pfcount_update(void *arg, const struct tl_val *cur, int found, struct
         op->card = op->h->card;
         return TL_UPDATE_KEEP;
     }
-    op->card = hll_estimate(op->h->reg);
+    op->card = tl_hll_estimate(op->h->reg);
     /* Only the header changes: the registers' bytes stay exactly as they were. */
     size_t len = cur->len;
     op->buf = malloc(len);
@@ -546,6 +586,13 @@ static int pfcount_update(void *arg, const struct tl_val *cur, int found, struct
     return TL_UPDATE_PUT;
 }
 
+static void merge_registers(const struct hll *h, uint8_t *max)
+{
+    for (unsigned i = 0; i < HLL_REGISTERS; i++)
+        if (h->reg[i] > max[i])
+            max[i] = h->reg[i];
+}
+
 /* Takes the register-wise maximum of the HLLs at argv[from..argc) into max (the union, as
  * PFCOUNT of several keys and PFMERGE need it); *any_dense (may be NULL) tells whether one of
  * them was dense. Missing keys count as empty. On a bad value it replies the error itself and
@@ -555,7 +602,7 @@ static bool union_registers(struct tl_client *c, struct tl_args *a, int from, ui
 {
     for (int j = from; j < a->argc; j++) {
         int rc = key_read_hll(c, a->argv[j], a->len[j], h);
-        if (rc == -HLL_NOT_HLL || rc == -HLL_CORRUPTED) {
+        if (rc == -HLL_NOT_HLL || rc == -HLL_CORRUPTED || rc == -HLL_TYPED) {
             reply_hll_error(c, -rc, 0);
             return false;
         }
@@ -567,11 +614,37 @@ static bool union_registers(struct tl_client *c, struct tl_args *a, int from, ui
             continue;
         if (any_dense && h->encoding == HLL_ENC_DENSE)
             *any_dense = true;
-        for (unsigned i = 0; i < HLL_REGISTERS; i++)
-            if (h->reg[i] > max[i])
-                max[i] = h->reg[i];
+        merge_registers(h, max);
     }
     return true;
+}
+
+struct tl_hll_union {
+    struct hll h;
+    uint8_t max[HLL_REGISTERS];
+};
+
+struct tl_hll_union *tl_hll_union_new(void)
+{
+    return calloc(1, sizeof(struct tl_hll_union));
+}
+
+int tl_hll_union_add(struct tl_hll_union *u, const struct tl_val *v)
+{
+    if (hll_decode(v, &u->h) != HLL_OK)
+        return -1;
+    merge_registers(&u->h, u->max);
+    return 0;
+}
+
+uint64_t tl_hll_union_count(const struct tl_hll_union *u)
+{
+    return tl_hll_estimate(u->max);
+}
+
+void tl_hll_union_free(struct tl_hll_union *u)
+{
+    free(u);
 }
 
 static void cmd_pfcount(struct tl_client *c, struct tl_args *a)
@@ -596,7 +669,7 @@ static void cmd_pfcount(struct tl_client *c, struct tl_args *a)
     if (!max)
         goto nomem;
     if (union_registers(c, a, 1, max, h, NULL))
-        tl_reply_int(c, (int64_t)hll_estimate(max));
+        tl_reply_int(c, (int64_t)tl_hll_estimate(max));
     free(max);
     free(h);
     return;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "server.h"
@@ -96,17 +97,17 @@ static void cmd_exists(struct tl_client *c, struct tl_args *a)
     tl_reply_int(c, n);
 }
 
-/* Every key is a string until the windowed and rate-limit types arrive (issue 4). */
 static void cmd_type(struct tl_client *c, struct tl_args *a)
 {
-    int64_t expire_ms;
-    int rc = key_expiry(c, a->argv[1], a->len[1], &expire_ms);
+    struct tl_val v;
+    int rc = tl_key_get(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
     }
     tl_count_lookup(rc == 1);
-    tl_reply_status(c, rc == 1 ? "string" : "none");
+    tl_reply_status(c, rc == 1 ? tl_type_name(&v) : "none");
+    tl_val_clear(&v);
 }
 
 /* ---- EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST ------------------------------------------ */
@@ -508,7 +509,8 @@ static bool parse_cursor(const char *s, size_t len, uint64_t *out)
 struct scan_page {
     const char *pat; /* NULL: every key */
     size_t plen, prefix_len;
-    bool type_ok;  /* TYPE absent or "string" */
+    const char *type; /* TYPE's argument (NUL-terminated), or NULL: every type */
+    size_t type_len;
     int64_t count; /* keys to examine */
     /* results */
     struct key_list keys;
@@ -547,8 +549,17 @@ static int scan_run(struct scan_page *page, int db, const char *after, size_t af
         }
         if (!(resume && klen == after_len && memcmp(key, after, klen) == 0)) {
             examined++;
-            if (page->type_ok &&
-                (!page->pat || tl_glob_match(page->pat, page->plen, key, klen, false))) {
+            bool match = !page->pat || tl_glob_match(page->pat, page->plen, key, klen, false);
+            if (match && page->type) {
+                struct tl_val v;
+                if ((rc = tl_iter_value(it, &v)) < 0)
+                    goto cleanup;
+                const char *name = tl_type_name(&v);
+                match = strlen(name) == page->type_len &&
+                        strncasecmp(name, page->type, page->type_len) == 0;
+                tl_val_clear(&v);
+            }
+            if (match) {
                 if ((rc = key_list_add(&page->keys, key, klen)) < 0)
                     goto cleanup;
             }
@@ -580,7 +591,7 @@ static void cmd_scan(struct tl_client *c, struct tl_args *a)
         tl_reply_error(c, "ERR invalid cursor");
         return;
     }
-    struct scan_page page = {.count = SCAN_DEFAULT_COUNT, .type_ok = true};
+    struct scan_page page = {.count = SCAN_DEFAULT_COUNT};
     for (int j = 2; j < a->argc; j++) {
         bool has_next = j + 1 < a->argc;
         if (tl_arg_eq(a->argv[j], a->len[j], "count") && has_next) {
@@ -596,9 +607,9 @@ static void cmd_scan(struct tl_client *c, struct tl_args *a)
             page.plen = a->len[j + 1];
             j++;
         } else if (tl_arg_eq(a->argv[j], a->len[j], "type") && has_next) {
-            /* Every key is a string for now; any other type name matches none (Redis 7.0
-             * does not reject unknown type names either). */
-            page.type_ok = tl_arg_eq(a->argv[j + 1], a->len[j + 1], "string");
+            /* An unknown type name matches no key (Redis 7.0 does not reject it either). */
+            page.type = a->argv[j + 1];
+            page.type_len = a->len[j + 1];
             j++;
         } else {
             tl_reply_syntax_error(c);

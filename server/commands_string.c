@@ -167,7 +167,7 @@ static bool expire_keyword(const char *s, size_t len, enum expire_unit *unit,
 static void cmd_get(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = tl_key_get(c, a->argv[1], a->len[1], &v);
+    int rc = tl_key_get_string(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -192,7 +192,8 @@ static void cmd_mget(struct tl_client *c, struct tl_args *a)
         rc = tl_key_get(c, a->argv[i + 1], a->len[i + 1], &vals[i]);
         if (rc < 0)
             goto cleanup;
-        found[i] = rc == 1;
+        /* As in Redis, a key of another type reads as missing. */
+        found[i] = rc == 1 && vals[i].type != TL_VAL_TYPED;
         tl_count_lookup(found[i]);
     }
     rc = 0;
@@ -213,7 +214,7 @@ cleanup:
 static void cmd_strlen(struct tl_client *c, struct tl_args *a)
 {
     struct tl_val v;
-    int rc = tl_key_get(c, a->argv[1], a->len[1], &v);
+    int rc = tl_key_get_string(c, a->argv[1], a->len[1], &v);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;
@@ -246,6 +247,8 @@ static int set_update(void *arg, const struct tl_val *cur, int found, struct tl_
 {
     struct set_op *op = arg;
     op->found = found;
+    if (op->get && tl_check_string(found, cur))
+        return TL_EWRONGTYPE;
     if (found && op->get && val_copy(&op->old, cur) < 0)
         return -ENOMEM;
     if ((op->cond == SET_NX && found) || (op->cond == SET_XX && !found))
@@ -415,6 +418,8 @@ static int getex_update(void *arg, const struct tl_val *cur, int found, struct t
 {
     struct getex_op *op = arg;
     op->found = found;
+    if (tl_check_string(found, cur))
+        return TL_EWRONGTYPE;
     if (!found || op->parse != EXPIRE_OK)
         return TL_UPDATE_KEEP;
     if (val_copy(&op->old, cur) < 0)
@@ -634,6 +639,8 @@ struct append_op {
 static int append_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
 {
     struct append_op *op = arg;
+    if (tl_check_string(found, cur))
+        return TL_EWRONGTYPE;
     char ibuf[INT_TEXT_BUF];
     const char *old = "";
     size_t old_len = 0;
@@ -813,6 +820,8 @@ static bool increx_float_step(struct increx_op *op, long double v)
 static int increx_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
 {
     struct increx_op *op = arg;
+    if (tl_check_string(found, cur))
+        return TL_EWRONGTYPE;
     bool applied;
     if (!op->is_float) {
         int64_t v = 0;

@@ -484,6 +484,40 @@ static int split_words(const char *line, char *out, char **words, int max_words,
     }
 }
 
+/* window-policy NAME SPEC: checked here, defined when the server starts (commands_window.c). */
+static int config_window_policy(struct tl_config *c, int n, char **words, char *why, size_t len)
+{
+    if (n != 3) {
+        snprintf(why, len, "'window-policy' takes a name and a spec, such as "
+                           "window-policy fraud 1m:3h,1h:8d");
+        return -1;
+    }
+    if (!tl_policy_name_ok(words[1], strlen(words[1]))) {
+        snprintf(why, len, "window-policy: invalid name '%.64s': 1 to %d letters, digits or _ - . :",
+                 words[1], TL_POLICY_NAME_MAX);
+        return -1;
+    }
+    struct tl_window_policy p;
+    char perr[256];
+    if (tl_window_policy_parse(words[2], strlen(words[2]), &p, perr, sizeof perr) < 0) {
+        snprintf(why, len, "window-policy %.64s: %s", words[1], perr);
+        return -1;
+    }
+    int i;
+    for (i = 0; i < c->n_window_policies; i++)
+        if (strcmp(c->window_policies[i].name, words[1]) == 0)
+            break;
+    if (i == TL_CONFIG_POLICIES_MAX) {
+        snprintf(why, len, "more than %d window-policy lines", TL_CONFIG_POLICIES_MAX);
+        return -1;
+    }
+    if (i == c->n_window_policies)
+        c->n_window_policies++;
+    snprintf(c->window_policies[i].name, sizeof c->window_policies[i].name, "%s", words[1]);
+    tl_window_policy_format(&p, c->window_policies[i].spec, sizeof c->window_policies[i].spec);
+    return 0;
+}
+
 int tl_config_load_file(struct tl_config *c, const char *path, char *err, size_t errlen)
 {
     int rc = -1;
@@ -504,7 +538,7 @@ int tl_config_load_file(struct tl_config *c, const char *path, char *err, size_t
             goto cleanup;
         }
         char *words[TL_CONFIG_MAX_WORDS];
-        char why[256];
+        char why[512];
         free(words_buf);
         words_buf = malloc((size_t)len + 1);
         if (!words_buf) {
@@ -523,6 +557,13 @@ int tl_config_load_file(struct tl_config *c, const char *path, char *err, size_t
         }
         if (n == 0)
             continue;
+        if (strcasecmp(words[0], "window-policy") == 0) {
+            if (config_window_policy(c, n, words, why, sizeof why) < 0) {
+                snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+                goto cleanup;
+            }
+            continue;
+        }
         const struct cfg_setting *s = find_setting(words[0]);
         if (!s) {
             snprintf(err, errlen, "%s:%d: unknown setting '%s' (tallyd --help lists them)", path,
@@ -617,5 +658,9 @@ void tl_config_print_help(FILE *out)
                 s->alias ? ")" : "", s->mutable_ ? "  [runtime]" : "");
         fprintf(out, "      %s\n", s->desc);
     }
+    fprintf(out, "  %-27s <name> <spec>  (config file only, one line per policy)\n",
+            "window-policy");
+    fprintf(out, "      a named window policy, resolution:retention pairs finest first, such as "
+                 "1m:3h,1h:8d,1d:400d; 'default' is that one unless redefined\n");
     fprintf(out, "Sizes take k kb m mb g gb (1k = 1000, 1kb = 1024), case-insensitive.\n");
 }

@@ -7,10 +7,14 @@
  *
  *   n = 0, K empty or K[0] != 0xFF    K itself (no copy: the common case costs nothing)
  *   n = 0, K[0] == 0xFF               0xFF 0x00 K
- *   n = 1..255                        0xFF n K
+ *   n = 1..254                        0xFF n K
+ *
+ * Engine keys that start 0xFF 0xFF (TL_INTERNAL_PREFIX) are the server's own: the buckets of
+ * windowed series (commands_window.c). They belong to no database, sort after all of them and
+ * are never seen by a walk.
  *
  * So database 0 is the engine range [ "", "\xFF\x01" ) (its plain keys, then its escaped ones)
- * and database n is [ "\xFF" n, "\xFF" n+1 ), the last one running to the end. The databases
+ * and database n is [ "\xFF" n, "\xFF" n+1 ). The databases
  * follow each other in engine order, and within one the engine order is the order of the user
  * keys (an escaped key starts with 0xFF, so it sorts after every plain key either way): a walk
  * of a database seeks to the engine key of where it starts and stops at the first key of a
@@ -87,6 +91,8 @@ int tl_dbkey_db(const char *ekey, size_t elen)
     if (elen < TL_DBKEY_PREFIX_BYTES)
         return -1;
     int db = (unsigned char)ekey[1];
+    if (db >= TL_DATABASES_MAX)
+        return TL_DATABASES_MAX; /* internal keys: after every database */
     /* Database 0 escapes only keys that start with 0xFF. */
     if (db == 0 && (elen == TL_DBKEY_PREFIX_BYTES ||
                     (unsigned char)ekey[TL_DBKEY_PREFIX_BYTES] != ESCAPE_BYTE))
@@ -112,12 +118,10 @@ void tl_dbkey_range(int db, struct tl_dbrange *r)
         r->lo[1] = (char)(unsigned char)db;
         r->lo_len = TL_DBKEY_PREFIX_BYTES;
     }
-    r->hi_len = 0;
-    if (db + 1 < TL_DATABASES_MAX) {
-        r->hi[0] = (char)ESCAPE_BYTE;
-        r->hi[1] = (char)(unsigned char)(db + 1);
-        r->hi_len = TL_DBKEY_PREFIX_BYTES;
-    }
+    /* The last database ends where the internal keys start (0xFF 0xFF). */
+    r->hi[0] = (char)ESCAPE_BYTE;
+    r->hi[1] = (char)(unsigned char)(db + 1);
+    r->hi_len = TL_DBKEY_PREFIX_BYTES;
 }
 
 /* ---- walks ---------------------------------------------------------------------------------- */
@@ -182,6 +186,8 @@ int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX])
         size_t elen;
         const char *ekey = tl_iter_key(it, &elen);
         int db = tl_dbkey_db(ekey, elen);
+        if (db >= TL_DATABASES_MAX)
+            break; /* the internal keys, after every database */
         if (db >= 0)
             counts[db]++;
     }
@@ -277,6 +283,33 @@ int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val 
     if (rc == 0)
         rc = tl_db_get(tl_srv->db, k.p, k.len, v);
     tl_dbkey_free(&k);
+    return rc;
+}
+
+const char *tl_type_name(const struct tl_val *v)
+{
+    if (v->type != TL_VAL_TYPED)
+        return "string";
+    switch (v->tag) {
+    case TL_TAG_WINDOW:
+        return "window";
+    case TL_TAG_WSKETCH:
+        return "window-sketch";
+    case TL_TAG_WHLL:
+        return "window-hll";
+    case TL_TAG_THROTTLE:
+        return "ratelimit";
+    }
+    return "unknown";
+}
+
+int tl_key_get_string(struct tl_client *c, const char *key, size_t klen, struct tl_val *v)
+{
+    int rc = tl_key_get(c, key, klen, v);
+    if (rc == 1 && v->type == TL_VAL_TYPED) {
+        tl_val_clear(v);
+        return TL_EWRONGTYPE;
+    }
     return rc;
 }
 

@@ -245,6 +245,13 @@ static int open_engine(struct tl_server *s)
     }
     tl_log(TL_LOG_NOTICE, "DB loaded from %s: %.3f seconds", s->cfg.dir,
            (double)(tl_now_ms() - t0) / 1000.0);
+    char err[512];
+    if (tl_window_init(s->db, &s->cfg, err, sizeof err) < 0) {
+        tl_log(TL_LOG_WARNING, "%s", err);
+        if (s->cfg.logfile[0])
+            fprintf(stderr, "tallyd: %s\n", err);
+        return -EINVAL;
+    }
     return 0;
 }
 

@@ -12,7 +12,7 @@
  * resp.c (request parsing, reply encoding), glob.c (KEYS/SCAN/CONFIG GET patterns), keyspace.c
  * (SELECT's databases: the engine key of a (database, key)), commands.c (table, dispatch,
  * MULTI/EXEC), commands_string.c, commands_hll.c, commands_keys.c, commands_server.c, info.c
- * (INFO), commands_introspect.c (COMMAND).
+ * (INFO), commands_introspect.c (COMMAND), commands_admin.c (TALLY: tallyctl's commands).
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H
@@ -44,6 +44,15 @@ void tl_buf_free(struct tl_buf *b);
 
 /* Every setting, its default and its limits are in config.c's table; `tallyd --help` prints
  * them. Values here are the ones in force. */
+/* A window policy of the config file: window-policy NAME SPEC (commands_window.c). */
+#define TL_POLICY_NAME_MAX        64
+#define TL_CONFIG_POLICIES_MAX    64
+#define TL_CONFIG_POLICY_SPEC_MAX 256
+struct tl_config_policy {
+    char name[TL_POLICY_NAME_MAX + 1];
+    char spec[TL_CONFIG_POLICY_SPEC_MAX];
+};
+
 struct tl_config {
     char bind[256];                       /* "127.0.0.1" */
     int port;                             /* 6380 */
@@ -68,6 +77,8 @@ struct tl_config {
     int slowlog_max_len;               /* 128 */
     int scan_cursors;                  /* SCAN cursors kept; 10000 */
     int databases;                     /* SELECT 0 .. databases - 1; 16 */
+    struct tl_config_policy window_policies[TL_CONFIG_POLICIES_MAX];
+    int n_window_policies;
 };
 
 /* Fills c with defaults. */
@@ -105,12 +116,29 @@ bool tl_glob_match(const char *pat, size_t plen, const char *s, size_t slen, boo
  * user key) becomes an engine key (its header describes the encoding): every command builds
  * its engine keys with tl_dbkey_make(c->db, ...) and walks a database with tl_dbiter_*. Each
  * database is one contiguous range of engine keys, ordered as its user keys. */
-#define TL_DATABASES_MAX      256 /* the prefix holds the database number in one byte */
+/* The prefix holds the database number in one byte; 0xFF is kept for the server's internal
+ * keys (the buckets of windowed series), which sort after every database. */
+#define TL_DATABASES_MAX      255
+#define TL_INTERNAL_PREFIX    "\xFF\xFF"
 #define TL_DBKEY_PREFIX_BYTES 2
 /* The longest key a client may use, the same in every database. */
 #define TL_MAX_USER_KEY_BYTES (TL_MAX_KEY_BYTES - TL_DBKEY_PREFIX_BYTES)
 /* A key is over TL_MAX_USER_KEY_BYTES (the server's own code, beyond the engine's TL_E*). */
 #define TL_EKEYTOOLONG (-4101)
+
+/* Key types beyond Redis's string, stored as typed engine values (TL_VAL_TYPED) under these
+ * tags. A command for one type that meets a key of another answers TL_WRONGTYPE_ERR; the
+ * engine's incr answers TL_EWRONGTYPE on a typed value, which tl_reply_engine_error turns into
+ * the same text. The tag values are on disk: never renumber them. */
+enum tl_type_tag {
+    TL_TAG_WINDOW = 1,   /* WINCRBY series (TYPE "window") */
+    TL_TAG_WSKETCH = 2,  /* WOBSERVE series ("window-sketch") */
+    TL_TAG_WHLL = 3,     /* WPFADD series ("window-hll") */
+    TL_TAG_THROTTLE = 4, /* CL.THROTTLE state ("ratelimit") */
+};
+#define TL_WRONGTYPE_ERR "WRONGTYPE Operation against a key holding the wrong kind of value"
+/* The name TYPE and SCAN ... TYPE use for a value: "string", "window", ... */
+const char *tl_type_name(const struct tl_val *v);
 
 struct tl_client;
 
@@ -120,6 +148,15 @@ struct tl_client;
 int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v);
 int tl_key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
                int64_t expire_ms);
+/* tl_key_get for a command of Redis's string type: TL_EWRONGTYPE when the key holds a typed
+ * value (v is then empty). */
+int tl_key_get_string(struct tl_client *c, const char *key, size_t klen, struct tl_val *v);
+/* For a string command's update callback: TL_EWRONGTYPE when cur is a typed value, which the
+ * callback returns so that tl_key_update fails with it. */
+static inline int tl_check_string(int found, const struct tl_val *cur)
+{
+    return found && cur->type == TL_VAL_TYPED ? TL_EWRONGTYPE : 0;
+}
 int tl_key_delete(struct tl_client *c, const char *key, size_t klen, bool *existed);
 int tl_key_update(struct tl_client *c, const char *key, size_t klen, tl_update_fn fn, void *arg);
 /* Raises c->wait_seq to seq. */
@@ -139,7 +176,8 @@ struct tl_dbkey {
  * TL_EKEYTOOLONG or -ENOMEM; release with tl_dbkey_free either way. */
 int tl_dbkey_make(struct tl_dbkey *k, int db, const char *key, size_t len);
 void tl_dbkey_free(struct tl_dbkey *k);
-/* The database an engine key belongs to, or -1 if none (see keyspace.c). */
+/* The database an engine key belongs to, -1 if none, TL_DATABASES_MAX for an internal key
+ * (see keyspace.c). */
 int tl_dbkey_db(const char *ekey, size_t elen);
 /* Whether engine key ekey is in database db; if so, *key and *klen are its user key (a pointer
  * into ekey). */
@@ -294,10 +332,36 @@ struct tl_command {
 extern const struct tl_command tl_commands_string[];
 extern const struct tl_command tl_commands_keys[];
 extern const struct tl_command tl_commands_hll[]; /* PFADD, PFCOUNT, PFMERGE (commands_hll.c) */
+/* WINCRBY, WGET, WRANGE, WOBSERVE, WSTATS, WQUANTILE, WPFADD, WPFCOUNT, WPOLICY */
+extern const struct tl_command tl_commands_window[];
+extern const struct tl_command tl_commands_throttle[]; /* CL.THROTTLE (commands_throttle.c) */
+extern const struct tl_command tl_commands_admin[]; /* TALLY COMPACT, CHECKPOINT (commands_admin.c) */
 extern const struct tl_command tl_commands_server[];
 extern const struct tl_command tl_commands_info[];         /* INFO (info.c) */
 extern const struct tl_command tl_commands_introspect[];   /* COMMAND (commands_introspect.c) */
 extern const struct tl_command tl_commands_transactions[]; /* MULTI, EXEC, DISCARD (commands.c) */
+
+/* HyperLogLog values (commands_hll.c), shared with WPFADD/WPFCOUNT's buckets. An add is a
+ * tl_update_fn adding the elements argv[from..to) to a value (absent: a new HLL); it can run
+ * once per bucket. A union takes the register-wise maximum of values and estimates it. */
+struct tl_hll_add;
+struct tl_hll_add *tl_hll_add_new(const struct tl_args *a, int from, int to);
+int tl_hll_add_update(void *op, const struct tl_val *cur, int found, struct tl_val *next);
+bool tl_hll_add_changed(const struct tl_hll_add *op);   /* the last update changed a register */
+bool tl_hll_add_bad_value(const struct tl_hll_add *op); /* the last update met a non-HLL value */
+void tl_hll_add_free(struct tl_hll_add *op);
+struct tl_hll_union;
+struct tl_hll_union *tl_hll_union_new(void);
+int tl_hll_union_add(struct tl_hll_union *u, const struct tl_val *v); /* -1: not an HLL */
+uint64_t tl_hll_union_count(const struct tl_hll_union *u);
+void tl_hll_union_free(struct tl_hll_union *u);
+uint64_t tl_hll_estimate(const uint8_t *registers);
+
+/* Window policies (commands_window.c): defines "default", the config file's and the stored
+ * ones (WPOLICY SET). Returns 0 or -1 with a message in err. */
+int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t errlen);
+bool tl_policy_name_ok(const char *name, size_t len);
+size_t tl_window_policy_count(void);
 
 /* Looks up a command by name, case-insensitive. */
 const struct tl_command *tl_command_lookup(const char *name, size_t len);
@@ -404,6 +468,10 @@ int64_t tl_now_ms(void);
 /* Asks the main thread to stop the server as SIGTERM does (SHUTDOWN); returns at once and may
  * be called from any thread (main.c). */
 void tl_server_request_shutdown(void);
+
+/* Waits for a compaction that TALLY COMPACT started to end (commands_admin.c). The engine must
+ * not be closed while one runs: call this before tl_db_close. */
+void tl_admin_shutdown(void);
 
 /* Registry (commands_server.c uses it for CLIENT LIST/KILL). */
 void tl_client_register(struct tl_client *c);

@@ -39,6 +39,21 @@ static inline uint64_t tl_get_u64(const uint8_t *p)
 }
 
 /* Writes v at p; returns the number of bytes written (1..10). */
+/* Big endian, for keys that must sort by the number. */
+static inline void tl_put_u64_be(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static inline uint64_t tl_get_u64_be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
 static inline size_t tl_put_varint(uint8_t *p, uint64_t v)
 {
     size_t n = 0;

@@ -16,6 +16,10 @@
  *
  * A manual compaction (tl_db_compact_range) takes every table overlapping the range, in every
  * level, widened until no table straddles its edge, and writes them to the deepest level.
+ * Restricted to one level (tl_db_compact_level), it takes that level's tables overlapping the
+ * range, widened the same way within the level, and the overlapping tables of the next level,
+ * and writes them to the next level. Either may report progress: input bytes merged so far,
+ * estimated from the entries merged (each input's entry count is in its metadata).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +40,65 @@ struct compaction {
     size_t n_inputs;
     int *input_levels;
     int pointer_level; /* level whose round-robin pointer moves, or -1 */
+    tl_progress_fn progress; /* manual compactions only; may be NULL */
+    void *progress_arg;
 };
+
+/* How often run_compaction reports progress, in input entries merged. */
+#define TL_COMPACTION_PROGRESS_ENTRIES 4096
+
+/*
+ * The parts of a manual compaction request beyond its range: the level it is restricted to
+ * (-1: every level) and its progress callback. The requesting thread lists them here for the
+ * compaction thread, which runs the request, to find by database; manual compactions of one
+ * database run one at a time (manual_pending, manual_running), so a database has at most one
+ * entry. Lock order: db->mutex, then manual_requests_lock.
+ */
+struct manual_request {
+    const struct tl_db *db;
+    int level;
+    tl_progress_fn progress;
+    void *progress_arg;
+    struct manual_request *next;
+};
+static pthread_mutex_t manual_requests_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct manual_request *manual_requests;
+
+static void manual_request_add(struct manual_request *r)
+{
+    pthread_mutex_lock(&manual_requests_lock);
+    r->next = manual_requests;
+    manual_requests = r;
+    pthread_mutex_unlock(&manual_requests_lock);
+}
+
+static void manual_request_remove(const struct manual_request *r)
+{
+    pthread_mutex_lock(&manual_requests_lock);
+    for (struct manual_request **p = &manual_requests; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&manual_requests_lock);
+}
+
+/* The request of db's manual compaction: its level (-1 when none is listed) and progress. */
+static void manual_request_find(const struct tl_db *db, struct manual_request *out)
+{
+    memset(out, 0, sizeof *out);
+    out->level = -1;
+    pthread_mutex_lock(&manual_requests_lock);
+    for (const struct manual_request *r = manual_requests; r; r = r->next) {
+        if (r->db == db) {
+            *out = *r;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&manual_requests_lock);
+    out->next = NULL;
+}
 
 static uint64_t level_target(const struct tl_db *db, int level)
 {
@@ -341,7 +403,7 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
                        .compression = tl_level_compression(db, c->out_level, deepest)};
     uint8_t *buf = NULL;
     size_t cap = 0;
-    uint64_t read_bytes = 0, dropped = 0;
+    uint64_t read_bytes = 0, dropped = 0, total_entries = 0, merged_entries = 0;
     bool logged = false;
     int rc = 0;
 
@@ -354,6 +416,7 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     }
     for (size_t i = 0; i < c->n_inputs; i++) {
         read_bytes += c->inputs[i]->meta.size_bytes;
+        total_entries += c->inputs[i]->meta.entries;
         src[k] = tl_source_table(c->inputs[i], false);
         if (!src[k++]) {
             rc = tl_error(-ENOMEM, "out of memory opening compaction input %06llu",
@@ -370,12 +433,22 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
         free(src);
         goto out;
     }
+    if (c->progress)
+        c->progress(c->progress_arg, 0, read_bytes);
     for (rc = tl_merger_seek(&mg, NULL, 0); rc == 0 && mg.valid; rc = tl_merger_next(&mg)) {
         bool bottom = c->all_bottom || !deeper_may_hold(v, c->out_level, nl, mg.key, mg.klen);
         struct tl_record r, kept;
         size_t count = 0;
         for (size_t i = 0; i < mg.n; i++)
             count += mg.at_key[i];
+        if (c->progress && merged_entries / TL_COMPACTION_PROGRESS_ENTRIES !=
+                               (merged_entries + count) / TL_COMPACTION_PROGRESS_ENTRIES &&
+            merged_entries + count < total_entries)
+            c->progress(c->progress_arg,
+                        (uint64_t)((double)read_bytes * (double)(merged_entries + count) /
+                                   (double)total_entries),
+                        read_bytes);
+        merged_entries += count;
         if (tl_fold_result(&mg.fold, bottom, now, &r) < 0 ||
             tl_fold_result(&mg.fold, bottom, 0, &kept) < 0) {
             rc = tl_error(TL_ECORRUPT,
@@ -445,6 +518,8 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
         }
     }
     pthread_mutex_unlock(&db->mutex);
+    if (rc == 0 && c->progress)
+        c->progress(c->progress_arg, read_bytes, read_bytes);
     if (rc == 0) {
         atomic_fetch_add(&db->compactions, 1);
         atomic_fetch_add(&db->compaction_read, read_bytes);
@@ -489,7 +564,8 @@ static void sort_inputs(struct compaction *c)
     }
 }
 
-/* The inputs of a manual compaction of [begin, end] (NULL: unbounded), db->mutex held. */
+/* The inputs of a manual compaction of [begin, end] (NULL: unbounded), of every level or of
+ * the one its request names, db->mutex held. */
 static int pick_manual(struct tl_db *db, struct compaction *c)
 {
     struct tl_version *v = db->current;
@@ -497,14 +573,19 @@ static int pick_manual(struct tl_db *db, struct compaction *c)
     const uint8_t *lo = db->manual_has_begin ? db->manual_begin : NULL;
     const uint8_t *hi = db->manual_has_end ? db->manual_end : NULL;
     size_t lolen = db->manual_blen, hilen = db->manual_elen;
+    struct manual_request req;
+    manual_request_find(db, &req);
+    int first = req.level < 0 ? 0 : req.level, last = req.level < 0 ? nl - 1 : req.level;
     memset(c, 0, sizeof *c);
     c->pointer_level = -1;
-    c->out_level = nl - 1;
-    c->all_bottom = true;
-    /* Widen the range until no table of any level straddles its edges. */
+    c->out_level = req.level < 0 || req.level == nl - 1 ? nl - 1 : req.level + 1;
+    c->all_bottom = c->out_level == nl - 1;
+    c->progress = req.progress;
+    c->progress_arg = req.progress_arg;
+    /* Widen the range until no table of the levels taken straddles its edges. */
     for (bool grew = true; grew;) {
         grew = false;
-        for (int l = 0; l < nl; l++) {
+        for (int l = first; l <= last; l++) {
             for (size_t i = 0; i < v->n_files[l]; i++) {
                 struct tl_table *t = v->levels[l][i];
                 if (is_input(c, t) || !overlaps(&t->meta, lo, lolen, hi, hilen))
@@ -524,6 +605,14 @@ static int pick_manual(struct tl_db *db, struct compaction *c)
                 }
                 grew = true;
             }
+        }
+    }
+    /* One level: its tables go down into the overlapping tables of the next. */
+    if (c->n_inputs > 0 && c->out_level > last) {
+        int rc = add_overlapping(c, v, c->out_level);
+        if (rc < 0) {
+            compaction_release_locked(db, c);
+            return tl_error(rc, "out of memory picking a compaction");
         }
     }
     sort_inputs(c);
@@ -607,7 +696,10 @@ static int dup_key(const void *k, size_t len, uint8_t **out)
     return 0;
 }
 
-int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end, size_t elen)
+/* Runs a manual compaction through the compaction thread and waits for it (req: its level and
+ * progress callback). */
+static int compact_manual(tl_db *db, struct manual_request *req, const void *begin, size_t blen,
+                          const void *end, size_t elen)
 {
     int rc = tl_db_flush(db);
     if (rc < 0)
@@ -615,10 +707,12 @@ int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *e
     uint8_t *b, *e;
     if (dup_key(begin, blen, &b) < 0 || dup_key(end, elen, &e) < 0)
         return tl_error(-ENOMEM, "out of memory starting a compaction");
+    req->db = db;
     pthread_mutex_lock(&db->mutex);
     /* One manual compaction at a time. */
     while ((db->manual_pending || db->manual_running) && !db->stopping)
         pthread_cond_wait(&db->done_cond, &db->mutex);
+    manual_request_add(req);
     free(db->manual_begin);
     free(db->manual_end);
     db->manual_begin = b;
@@ -635,6 +729,29 @@ int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *e
     rc = db->stopping && db->manual_finished < gen
              ? tl_error(TL_ECLOSED, "%s is closing: the compaction did not run", db->dir)
              : db->manual_result;
+    manual_request_remove(req);
     pthread_mutex_unlock(&db->mutex);
     return rc < 0 ? rc : 0;
+}
+
+int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end, size_t elen)
+{
+    return tl_db_compact_range_progress(db, begin, blen, end, elen, NULL, NULL);
+}
+
+int tl_db_compact_range_progress(tl_db *db, const void *begin, size_t blen, const void *end,
+                                 size_t elen, tl_progress_fn progress, void *arg)
+{
+    struct manual_request req = {.level = -1, .progress = progress, .progress_arg = arg};
+    return compact_manual(db, &req, begin, blen, end, elen);
+}
+
+int tl_db_compact_level(tl_db *db, int level, const void *begin, size_t blen, const void *end,
+                        size_t elen, tl_progress_fn progress, void *arg)
+{
+    if (level < 0 || level >= db->opt.num_levels)
+        return tl_error(-EINVAL, "%s: no level %d to compact: the levels are 0 to %d", db->dir,
+                        level, db->opt.num_levels - 1);
+    struct manual_request req = {.level = level, .progress = progress, .progress_arg = arg};
+    return compact_manual(db, &req, begin, blen, end, elen);
 }

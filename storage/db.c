@@ -485,7 +485,7 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         struct tl_cell_snap s;
         tl_record_to_cell_snap(&nr, &s);
         uint32_t boff = 0;
-        if (s.state == TL_CELL_BYTES && !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
+        if (tl_cell_has_bytes(s.state) && !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
             tl_fold_free(&fold);
             writer_exit(m);
             if ((rc = switch_memtable(db, m)) < 0)
@@ -516,13 +516,18 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
 struct incr_arg {
     int64_t delta;
     int64_t result;
+    bool set_expiry; /* tl_db_incr_expire */
+    int64_t expire_ms;
 };
 
 static int decide_incr(void *arg, const struct tl_record *cur, struct tl_record *log)
 {
     struct incr_arg *a = arg;
     int64_t old = 0;
-    if (cur->kind == TL_KIND_PUT_BYTES) {
+    if (cur->kind == TL_KIND_PUT_TYPED) {
+        return tl_error(TL_EWRONGTYPE, "the key holds a typed value (tag %u), not an integer",
+                        cur->tag);
+    } else if (cur->kind == TL_KIND_PUT_BYTES) {
         if (!tl_parse_int((const char *)cur->bytes, cur->len, &old))
             return tl_error(TL_ENOTINT, "value is not an integer or out of range");
     } else if (cur->kind == TL_KIND_PUT_INT) {
@@ -535,6 +540,8 @@ static int decide_incr(void *arg, const struct tl_record *cur, struct tl_record 
     if (cur->kind == TL_KIND_PUT_INT) {
         log->kind = TL_KIND_MERGE_INT;
         log->i = a->delta;
+        log->has_expiry = a->set_expiry;
+        log->expire_ms = a->expire_ms;
     } else {
         /* A fresh (or expired, or text) value: the increment's result replaces it. */
         log->kind = TL_KIND_PUT_INT;
@@ -543,18 +550,35 @@ static int decide_incr(void *arg, const struct tl_record *cur, struct tl_record 
             log->has_expiry = true;
             log->expire_ms = cur->expire_ms;
         }
+        if (a->set_expiry) {
+            log->has_expiry = a->expire_ms != 0;
+            log->expire_ms = a->expire_ms;
+        }
     }
     return 1;
+}
+
+static int run_incr(tl_db *db, const void *key, size_t klen, struct incr_arg *a, int64_t *result,
+                    uint64_t *seq)
+{
+    int rc = write_key(db, key, klen, decide_incr, a, seq);
+    if (rc == 0 && result)
+        *result = a->result;
+    return rc;
 }
 
 int tl_db_incr(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t *result,
                uint64_t *seq)
 {
     struct incr_arg a = {.delta = delta};
-    int rc = write_key(db, key, klen, decide_incr, &a, seq);
-    if (rc == 0 && result)
-        *result = a.result;
-    return rc;
+    return run_incr(db, key, klen, &a, result, seq);
+}
+
+int tl_db_incr_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
+                      int64_t *result, uint64_t *seq)
+{
+    struct incr_arg a = {.delta = delta, .set_expiry = true, .expire_ms = expire_ms};
+    return run_incr(db, key, klen, &a, result, seq);
 }
 
 /* A PUT of bytes, stored as an integer when the bytes are a canonical one. */
@@ -584,7 +608,10 @@ static int decide_incr_float(void *arg, const struct tl_record *cur, struct tl_r
 {
     struct float_arg *a = arg;
     long double old = 0;
-    if (cur->kind == TL_KIND_PUT_INT) {
+    if (cur->kind == TL_KIND_PUT_TYPED) {
+        return tl_error(TL_EWRONGTYPE, "the key holds a typed value (tag %u), not a number",
+                        cur->tag);
+    } else if (cur->kind == TL_KIND_PUT_INT) {
         old = (long double)cur->i;
     } else if (cur->kind == TL_KIND_PUT_BYTES) {
         if (!tl_parse_float((const char *)cur->bytes, cur->len, &old))
@@ -623,6 +650,27 @@ struct put_arg {
     struct tl_record rec;
 };
 
+/* A PUT of a typed value, checked against the value limit. */
+static int typed_record(const struct tl_db *db, uint8_t tag, const void *val, size_t vlen,
+                        int64_t expire_ms, struct tl_record *r)
+{
+    if (tag == 0)
+        return tl_error(-EINVAL, "type tag 0 is not a type: use 1..255");
+    if (vlen > db->opt.max_value_bytes)
+        return tl_error(TL_ETOOBIG,
+                        "value of %zu bytes is over the limit of %zu bytes "
+                        "(max_value_bytes)",
+                        vlen, db->opt.max_value_bytes);
+    memset(r, 0, sizeof *r);
+    r->kind = TL_KIND_PUT_TYPED;
+    r->tag = tag;
+    r->bytes = val;
+    r->len = vlen;
+    r->has_expiry = expire_ms != 0;
+    r->expire_ms = expire_ms;
+    return 0;
+}
+
 static int decide_put(void *arg, const struct tl_record *cur, struct tl_record *log)
 {
     *log = ((struct put_arg *)arg)->rec;
@@ -639,6 +687,16 @@ int tl_db_put(tl_db *db, const void *key, size_t klen, const void *val, size_t v
                         vlen, db->opt.max_value_bytes);
     struct put_arg a;
     put_record(val, vlen, expire_ms, &a.rec);
+    return write_key(db, key, klen, decide_put, &a, seq);
+}
+
+int tl_db_put_typed(tl_db *db, const void *key, size_t klen, uint8_t tag, const void *val,
+                    size_t vlen, int64_t expire_ms, uint64_t *seq)
+{
+    struct put_arg a;
+    int rc = typed_record(db, tag, val, vlen, expire_ms, &a.rec);
+    if (rc < 0)
+        return rc;
     return write_key(db, key, klen, decide_put, &a, seq);
 }
 
@@ -701,6 +759,7 @@ int tl_db_set_expiry(tl_db *db, const void *key, size_t klen, int64_t expire_ms,
 }
 
 struct update_arg {
+    const struct tl_db *db;
     tl_update_fn fn;
     void *arg;
     size_t max_value_bytes;
@@ -714,7 +773,10 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
     memset(&v, 0, sizeof v);
     int found = cur->kind != TL_KIND_DELETE;
     if (found) {
-        v.type = cur->kind == TL_KIND_PUT_INT ? TL_VAL_INT : TL_VAL_BYTES;
+        v.type = cur->kind == TL_KIND_PUT_INT     ? TL_VAL_INT
+                 : cur->kind == TL_KIND_PUT_TYPED ? TL_VAL_TYPED
+                                                  : TL_VAL_BYTES;
+        v.tag = cur->tag;
         v.i = cur->i;
         v.bytes = (char *)cur->bytes;
         v.len = cur->len;
@@ -732,6 +794,11 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
             log->i = a->next.i;
             log->has_expiry = a->next.expire_ms != 0;
             log->expire_ms = a->next.expire_ms;
+        } else if (a->next.type == TL_VAL_TYPED) {
+            int rc = typed_record(a->db, a->next.tag, a->next.bytes, a->next.len,
+                                  a->next.expire_ms, log);
+            if (rc < 0)
+                return rc;
         } else {
             if (a->next.len > a->max_value_bytes)
                 return tl_error(TL_ETOOBIG,
@@ -759,7 +826,7 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
 
 int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg, uint64_t *seq)
 {
-    struct update_arg a = {.fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
+    struct update_arg a = {.db = db, .fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
     return write_key(db, key, klen, decide_update, &a, seq);
 }
 

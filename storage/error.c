@@ -48,6 +48,8 @@ const char *tl_strerror(int code)
         return "key or value too large";
     case TL_ECLOSED:
         return "database is closed or stopped after an I/O error";
+    case TL_EWRONGTYPE:
+        return "the key holds a typed value";
     }
     if (code < 0 && code > -4000)
         return strerror(-code);

@@ -132,6 +132,7 @@ static void cell_store(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t
     atomic_store_explicit(&c->state, s->state, memory_order_relaxed);
     atomic_store_explicit(&c->dirty, s->dirty, memory_order_relaxed);
     atomic_store_explicit(&c->has_expiry, s->has_expiry, memory_order_relaxed);
+    atomic_store_explicit(&c->tag, s->tag, memory_order_relaxed);
     atomic_store_explicit(&c->ival, s->ival, memory_order_relaxed);
     atomic_store_explicit(&c->expire_ms, s->expire_ms, memory_order_relaxed);
     atomic_store_explicit(&c->bytes_off, bytes_off, memory_order_release);
@@ -160,7 +161,7 @@ struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_
     if (atomic_load(&m->entries) >= m->max_entries)
         return NULL;
     uint32_t boff = 0;
-    if (init->state == TL_CELL_BYTES && !(boff = store_bytes(m, init)))
+    if (tl_cell_has_bytes(init->state) && !(boff = store_bytes(m, init)))
         return NULL;
     uint32_t off = arena_alloc(m, sizeof(struct tl_cell) + klen);
     if (!off)
@@ -202,13 +203,14 @@ void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct t
         out->state = atomic_load_explicit(&mc->state, memory_order_relaxed);
         out->dirty = atomic_load_explicit(&mc->dirty, memory_order_relaxed);
         out->has_expiry = atomic_load_explicit(&mc->has_expiry, memory_order_relaxed);
+        out->tag = atomic_load_explicit(&mc->tag, memory_order_relaxed);
         out->ival = atomic_load_explicit(&mc->ival, memory_order_relaxed);
         out->expire_ms = atomic_load_explicit(&mc->expire_ms, memory_order_relaxed);
         uint32_t boff = atomic_load_explicit(&mc->bytes_off, memory_order_acquire);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&mc->version, memory_order_relaxed) != v1)
             continue;
-        if (out->state == TL_CELL_BYTES && boff) {
+        if (tl_cell_has_bytes(out->state) && boff) {
             out->len = tl_get_u32(m->arena + boff);
             out->bytes = m->arena + boff + 4;
         } else {
@@ -222,7 +224,7 @@ void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct t
 bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s)
 {
     uint32_t boff = 0;
-    if (s->state == TL_CELL_BYTES && !(boff = store_bytes(m, s)))
+    if (tl_cell_has_bytes(s->state) && !(boff = store_bytes(m, s)))
         return false;
     tl_cell_publish(c, s, boff);
     return true;
@@ -248,7 +250,9 @@ void tl_cell_snap_to_record(const struct tl_cell_snap *s, struct tl_record *r)
         r->expire_ms = s->expire_ms;
         break;
     case TL_CELL_BYTES:
-        r->kind = TL_KIND_PUT_BYTES;
+    case TL_CELL_TYPED:
+        r->kind = s->state == TL_CELL_TYPED ? TL_KIND_PUT_TYPED : TL_KIND_PUT_BYTES;
+        r->tag = s->tag;
         r->bytes = s->bytes;
         r->len = s->len;
         r->has_expiry = s->expire_ms != 0;
@@ -281,7 +285,9 @@ void tl_record_to_cell_snap(const struct tl_record *r, struct tl_cell_snap *s)
         s->ival = r->i;
         break;
     case TL_KIND_PUT_BYTES:
-        s->state = TL_CELL_BYTES;
+    case TL_KIND_PUT_TYPED:
+        s->state = r->kind == TL_KIND_PUT_TYPED ? TL_CELL_TYPED : TL_CELL_BYTES;
+        s->tag = r->tag;
         s->bytes = r->bytes;
         s->len = (uint32_t)r->len;
         break;

@@ -38,14 +38,21 @@ enum tl_cell_state {
     TL_CELL_DELETED = 3,
     TL_CELL_MERGE = 4,  /* base unknown: ival is a delta */
     TL_CELL_EXPIRE = 5, /* base unknown: only the expiry is known */
+    TL_CELL_TYPED = 6,  /* bytes under a type tag (TL_VAL_TYPED) */
 };
+
+/* States whose value is bytes in the arena. */
+static inline bool tl_cell_has_bytes(uint8_t state)
+{
+    return state == TL_CELL_BYTES || state == TL_CELL_TYPED;
+}
 
 struct tl_cell {
     _Atomic uint32_t version; /* odd while a writer is changing the cell */
     _Atomic uint8_t state;
     _Atomic uint8_t dirty;      /* written in this memtable: the flush must write it */
     _Atomic uint8_t has_expiry; /* MERGE and EXPIRE: an expiry (maybe 0: persist) was set */
-    uint8_t pad;
+    _Atomic uint8_t tag;        /* TYPED: the type tag */
     _Atomic int64_t ival;
     _Atomic int64_t expire_ms;
     _Atomic uint32_t bytes_off; /* arena offset of [u32 length][bytes] for BYTES */
@@ -59,6 +66,7 @@ struct tl_cell_snap {
     uint8_t state;
     bool dirty;
     bool has_expiry;
+    uint8_t tag;
     int64_t ival;
     int64_t expire_ms;
     const uint8_t *bytes;

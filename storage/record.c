@@ -24,6 +24,9 @@ size_t tl_record_encoded_len(const struct tl_record *r)
     case TL_KIND_MERGE_INT:
         n += tl_varint_len(tl_zigzag(r->i));
         break;
+    case TL_KIND_PUT_TYPED:
+        n += 1 + r->len;
+        break;
     case TL_KIND_PUT_BYTES:
         n += r->len;
         break;
@@ -42,6 +45,9 @@ size_t tl_record_encode(const struct tl_record *r, uint8_t *out)
     case TL_KIND_MERGE_INT:
         n += tl_put_varint(out + n, tl_zigzag(r->i));
         break;
+    case TL_KIND_PUT_TYPED:
+        out[n++] = r->tag;
+        __attribute__((fallthrough));
     case TL_KIND_PUT_BYTES:
         if (r->len)
             memcpy(out + n, r->bytes, r->len);
@@ -78,6 +84,11 @@ int tl_record_decode(const uint8_t *p, size_t len, struct tl_record *r)
         r->i = tl_unzigzag(z);
         return 0;
     }
+    case TL_KIND_PUT_TYPED:
+        if (p == end || *p == 0)
+            return TL_ECORRUPT;
+        r->tag = *p++;
+        __attribute__((fallthrough));
     case TL_KIND_PUT_BYTES:
         r->bytes = p;
         r->len = (size_t)(end - p);
@@ -103,7 +114,7 @@ void tl_fold_free(struct tl_fold *f)
 
 int tl_fold_own_bytes(struct tl_fold *f)
 {
-    if (!f->done || f->base.kind != TL_KIND_PUT_BYTES || f->base.bytes == f->owned)
+    if (!f->done || !tl_kind_has_bytes(f->base.kind) || f->base.bytes == f->owned)
         return 0;
     uint8_t *copy = malloc(f->base.len ? f->base.len : 1);
     if (!copy)
@@ -197,7 +208,9 @@ int tl_record_to_val(const struct tl_record *r, struct tl_val *out)
         out->i = r->i;
         break;
     case TL_KIND_PUT_BYTES:
-        out->type = TL_VAL_BYTES;
+    case TL_KIND_PUT_TYPED:
+        out->type = r->kind == TL_KIND_PUT_TYPED ? TL_VAL_TYPED : TL_VAL_BYTES;
+        out->tag = r->tag;
         out->bytes = malloc(r->len + 1);
         if (!out->bytes)
             return tl_error(-ENOMEM, "out of memory for a value of %zu bytes", r->len);

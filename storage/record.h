@@ -8,15 +8,19 @@
  *     varint64  expire_ms (unix ms; 0 = no expiry)          -- only with the 0x80 flag
  *     payload   PUT_INT, MERGE_INT: zigzag varint64
  *               PUT_BYTES: the remaining bytes of the value
+ *               PUT_TYPED: the type tag (one byte, 1..255), then the remaining bytes
  *               DELETE, EXPIRE: nothing
  *
  * Meaning of each kind, newest first:
- *   PUT_INT / PUT_BYTES  the key's whole value; its expiry is the flag's (none without it).
+ *   PUT_INT / PUT_BYTES / PUT_TYPED
+ *                        the key's whole value; its expiry is the flag's (none without it).
+ *                        A typed value (TL_VAL_TYPED) is bytes under a caller's type tag.
  *   MERGE_INT            add delta to what older layers hold (absent counts as 0); with the
  *                        flag, also set the expiry; without, keep the older expiry.
  *   DELETE               the key does not exist (a tombstone).
  *   EXPIRE               set the expiry of the value older layers hold (flag always present).
- * Window-bucket merges (issue 4) will take further kinds.
+ * A window bucket is a counter whose MERGE_INT records carry the bucket's expiry (the end of its
+ * retention), so compaction drops it like any expired key: it needs no kind of its own.
  */
 #ifndef TL_RECORD_H
 #define TL_RECORD_H
@@ -33,6 +37,7 @@ enum tl_kind {
     TL_KIND_MERGE_INT = 3,
     TL_KIND_DELETE = 4,
     TL_KIND_EXPIRE = 5,
+    TL_KIND_PUT_TYPED = 6,
 };
 
 #define TL_KIND_FLAG_EXPIRY 0x80
@@ -46,13 +51,21 @@ struct tl_record {
     bool has_expiry;
     int64_t expire_ms; /* meaningful when has_expiry; 0 means "no expiry" */
     int64_t i;         /* PUT_INT value or MERGE_INT delta */
+    uint8_t tag;       /* PUT_TYPED's type tag */
     const uint8_t *bytes;
     size_t len;
 };
 
 static inline bool tl_kind_is_final(uint8_t kind)
 {
-    return kind == TL_KIND_PUT_INT || kind == TL_KIND_PUT_BYTES || kind == TL_KIND_DELETE;
+    return kind == TL_KIND_PUT_INT || kind == TL_KIND_PUT_BYTES || kind == TL_KIND_PUT_TYPED ||
+           kind == TL_KIND_DELETE;
+}
+
+/* Kinds whose value is bytes (r->bytes, r->len). */
+static inline bool tl_kind_has_bytes(uint8_t kind)
+{
+    return kind == TL_KIND_PUT_BYTES || kind == TL_KIND_PUT_TYPED;
 }
 
 /* As Redis does, a key is expired once the clock is past its expiry time. */

@@ -39,6 +39,7 @@ extern "C" {
 #define TL_ELOCKED   (-4007) /* another process has the data directory open */
 #define TL_ETOOBIG   (-4008) /* a key or value is over its limit */
 #define TL_ECLOSED   (-4009) /* the database is closing or stopped after a fatal I/O error */
+#define TL_EWRONGTYPE (-4010) /* an integer or string operation met a typed value (TL_VAL_TYPED) */
 
 /* Text for a code: "checksum mismatch", "Operation not permitted", ... */
 const char *tl_strerror(int code);
@@ -100,16 +101,22 @@ int tl_db_close(tl_db *db);
 enum tl_val_type {
     TL_VAL_INT = 1,
     TL_VAL_BYTES = 2,
+    /* Bytes with a type tag (1..255) chosen by the caller: a value that integer and string
+     * operations must not touch. tl_db_incr and tl_db_incr_float answer TL_EWRONGTYPE on it.
+     * The server stores windowed series and rate-limit states this way. */
+    TL_VAL_TYPED = 3,
 };
 
 /* A value read from the database. bytes is owned by the tl_val: release it with
- * tl_val_clear(). An integer value has no bytes. expire_ms is 0 when the key has no expiry. */
+ * tl_val_clear(). An integer value has no bytes. expire_ms is 0 when the key has no expiry.
+ * tag is the type tag of a TL_VAL_TYPED value (0 for the other types). */
 struct tl_val {
     enum tl_val_type type;
     int64_t i;
     char *bytes;
     size_t len;
     int64_t expire_ms;
+    uint8_t tag;
 };
 void tl_val_clear(struct tl_val *v);
 
@@ -139,6 +146,11 @@ int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out);
 int tl_db_incr(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t *result,
                uint64_t *seq);
 
+/* tl_db_incr that also sets the key's expiry to expire_ms (absolute unix ms; 0 removes it):
+ * a window bucket's increments carry the end of its retention this way. */
+int tl_db_incr_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
+                      int64_t *result, uint64_t *seq);
+
 /* Adds delta to the number at key, in long double precision as Redis's INCRBYFLOAT does, and
  * stores the result as its shortest exact text (tl_format_float). TL_ENOTFLOAT if the value is
  * not a number, TL_ENANINF if the result is not finite. */
@@ -151,6 +163,10 @@ int tl_db_put(tl_db *db, const void *key, size_t klen, const void *val, size_t v
               int64_t expire_ms, uint64_t *seq);
 int tl_db_put_int(tl_db *db, const void *key, size_t klen, int64_t v, int64_t expire_ms,
                   uint64_t *seq);
+
+/* Stores a typed value: bytes under a type tag (1..255), see TL_VAL_TYPED. */
+int tl_db_put_typed(tl_db *db, const void *key, size_t klen, uint8_t tag, const void *val,
+                    size_t vlen, int64_t expire_ms, uint64_t *seq);
 
 /* Deletes key; *existed (may be NULL) tells whether it was there. */
 int tl_db_delete(tl_db *db, const void *key, size_t klen, bool *existed, uint64_t *seq);
@@ -166,7 +182,7 @@ int tl_db_set_expiry(tl_db *db, const void *key, size_t klen, int64_t expire_ms,
  * which tl_db_update returns unchanged. cur is valid only during the call. */
 enum tl_update_action {
     TL_UPDATE_KEEP = 0,   /* change nothing */
-    TL_UPDATE_PUT = 1,    /* store *next (type, value and expire_ms) */
+    TL_UPDATE_PUT = 1,    /* store *next (type, tag, value and expire_ms) */
     TL_UPDATE_DELETE = 2, /* delete the key */
     TL_UPDATE_EXPIRE = 3, /* keep the value, set the expiry to next->expire_ms */
 };
@@ -193,11 +209,24 @@ int tl_db_flush(tl_db *db);
  * folding increments and dropping deleted, shadowed and expired entries. Blocks until done. */
 int tl_db_compact_range(tl_db *db, const void *begin, size_t blen, const void *end, size_t elen);
 
+/* Progress of a long call: bytes done so far and the total. */
+typedef void (*tl_progress_fn)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+/* tl_db_compact_range, calling progress (may be NULL) from the compaction thread as it goes:
+ * with 0 and the total input bytes once the inputs are chosen, then with the input bytes merged
+ * so far (estimated from the entries merged), and with the total at the end. */
+int tl_db_compact_range_progress(tl_db *db, const void *begin, size_t blen, const void *end,
+                                 size_t elen, tl_progress_fn progress, void *arg);
+/* Compacts only the files of level that overlap [begin, end] (NULL = unbounded), widened until
+ * no file of the level straddles its edges, with the overlapping files of level + 1, into level
+ * + 1; the deepest level is compacted into itself. -EINVAL for a level outside 0 ..
+ * num_levels - 1. Progress as above. Blocks until done. */
+int tl_db_compact_level(tl_db *db, int level, const void *begin, size_t blen, const void *end,
+                        size_t elen, tl_progress_fn progress, void *arg);
+
 /* Writes a consistent copy of the database as of now into dest (which must not exist): the
  * memtables are flushed, the live SSTables hard-linked (copied across file systems), and a
  * manifest of exactly those tables written. The copy opens as a database of its own.
  * progress (may be NULL) is called after each table with the bytes done and the total. */
-typedef void (*tl_progress_fn)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
 int tl_db_checkpoint(tl_db *db, const char *dest, tl_progress_fn progress, void *arg);
 
 /* The live SSTables and the WAL segments not yet flushed, as names relative to the directory
@@ -250,6 +279,93 @@ const void *tl_iter_key(const tl_iter *it, size_t *klen);
 /* The current value; bytes are copied into *out. */
 int tl_iter_value(const tl_iter *it, struct tl_val *out);
 void tl_iter_free(tl_iter *it);
+
+/*
+ * Windowed series. A policy is a list of (resolution, retention) pairs, finest first, such as
+ * 1m:3h,1h:8d,1d:400d: each write lands in one bucket per resolution (the time slot of that
+ * width holding it), and a bucket is kept for the retention of its resolution. A series is the
+ * set of engine keys that start with a caller's prefix:
+ *
+ *     prefix | resolution index (1 byte) | bucket start (unix ms, 8 bytes big endian)
+ *
+ * so one series' buckets are contiguous and ordered by resolution, then time. A bucket holding
+ * a counter is an integer whose increments carry the bucket's expiry (start + retention); other
+ * bucket values (sketches, HyperLogLogs) are written with tl_window_update. Either way a bucket
+ * is an expiring key, and compaction drops it once its retention has passed.
+ *
+ * Retention is measured against the database's clock (tl_options.clock_ms): at time now,
+ * resolution i holds the buckets that start at or after now - retention_i.
+ */
+#define TL_WINDOW_MAX_RES       8
+#define TL_WINDOW_SUFFIX_BYTES  9 /* what a bucket key adds to its series' prefix */
+#define TL_WINDOW_MAX_TIME_MS   ((int64_t)1 << 53) /* the latest timestamp accepted */
+
+struct tl_window_res {
+    int64_t width_ms;
+    int64_t retention_ms;
+};
+struct tl_window_policy {
+    int n;
+    struct tl_window_res res[TL_WINDOW_MAX_RES];
+};
+
+/* Parses a duration: a positive integer with an optional suffix ms, s, m, h, d or w (a bare
+ * number is seconds). Returns false for anything else, or above TL_WINDOW_MAX_TIME_MS. */
+bool tl_duration_parse(const char *s, size_t len, int64_t *ms);
+/* Writes a duration in its shortest exact form ("90s", "1h", "1500ms"); returns the length. */
+size_t tl_duration_format(int64_t ms, char *buf, size_t cap);
+
+/* Parses a policy spec "RES:RET[,RES:RET...]". The rules: 1 to TL_WINDOW_MAX_RES pairs; each
+ * retention at least its resolution; resolutions increasing, each a multiple of the one before;
+ * retentions increasing. On failure returns -EINVAL and writes into err what is wrong and in
+ * which part ("pair 2 (1h:2h): the retention must be longer than the previous pair's 3h"). */
+int tl_window_policy_parse(const char *spec, size_t len, struct tl_window_policy *p, char *err,
+                           size_t errlen);
+/* The canonical text of a policy; returns its length. */
+size_t tl_window_policy_format(const struct tl_window_policy *p, char *buf, size_t cap);
+
+/* Adds delta to the series' bucket holding at_ms in every resolution that still holds that
+ * time, and stores the new value of the finest bucket written in *finest (may be NULL).
+ * -ERANGE when at_ms is older than the longest retention (nothing is written) or outside
+ * 0..TL_WINDOW_MAX_TIME_MS; TL_EOVERFLOW as tl_db_incr (earlier resolutions' buckets may then
+ * have been incremented). *seq gets the last record's sequence number. */
+int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq);
+
+/* Applies fn (see tl_db_update) to the bucket holding at_ms in every resolution that holds that
+ * time. A value fn puts gets the bucket's expiry (the end of its retention) whatever fn sets.
+ * *res_index tells fn's arg which resolution each call is for. -ERANGE as tl_window_incr. */
+int tl_window_update(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                     int64_t at_ms, tl_update_fn fn, void *arg, int *res_index, uint64_t *seq);
+
+/* The buckets that make up the sliding window of window_ms ending at end_ms: for each part of
+ * the window, the finest resolution that still holds it. Buckets that start at or after
+ * end_ms - window_ms and at or before end_ms count, so the sum misses at most the part of one
+ * bucket, of the resolution used at the old edge, that lies before the window's start (none
+ * when the start is a multiple of that resolution). A window longer than the longest retention
+ * is cut to it. A span is a run of buckets of one resolution: starts in [from_ms, to_ms). */
+struct tl_window_span {
+    int res;
+    int64_t from_ms, to_ms;
+};
+int tl_window_plan(const struct tl_window_policy *p, int64_t now_ms, int64_t end_ms,
+                   int64_t window_ms, struct tl_window_span spans[TL_WINDOW_MAX_RES]);
+
+/* Calls fn for every bucket of the window (tl_window_plan at the database's clock), oldest
+ * first within each span. fn returns 0 to go on or a negative code to stop with it. */
+typedef int (*tl_window_visit_fn)(void *arg, int res, int64_t start_ms, const struct tl_val *v);
+int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                    int64_t end_ms, int64_t window_ms, tl_window_visit_fn fn, void *arg);
+/* Calls fn for every bucket of resolution res with a start in [from_ms, to_ms), oldest first. */
+int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t from_ms,
+                    int64_t to_ms, tl_window_visit_fn fn, void *arg);
+/* The sum of the integer buckets of a window (tl_window_visit); TL_ENOTINT on another value,
+ * TL_EOVERFLOW if the sum leaves int64. */
+int tl_window_sum(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                  int64_t end_ms, int64_t window_ms, int64_t *sum);
+
+/* The database's clock (tl_options.clock_ms or the real one), unix ms. */
+int64_t tl_db_clock_ms(tl_db *db);
 
 /* Formats a long double the way Redis's INCRBYFLOAT does: up to 17 significant digits,
  * no exponent, no trailing zeros. Returns the length written (buf needs 5 + 4932 + 17 bytes

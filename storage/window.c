@@ -1,0 +1,418 @@
+/*
+ * window.c - windowed series over the engine's keys: policies, bucket keys, writes to every
+ * resolution, and the plan that covers a sliding window with the finest buckets still held.
+ * tallystore.h describes the model and the bucket key layout.
+ *
+ * The plan, for a window [L, T] (L = T - W) at clock time now. Resolution i (width w_i,
+ * retention R_i) holds the buckets that start at or after lo_i = alignup(now - R_i, w_i).
+ * Walking from the finest resolution:
+ *   - if alignup(L, w_i) >= lo_i, resolution i holds the rest of the window: its buckets that
+ *     start in [alignup(L, w_i), hi) are taken, and the plan ends (so does it at the coarsest);
+ *   - else resolution i covers [b, hi) with b = alignup(lo_i, w_{i+1}), a boundary aligned to
+ *     the next resolution, whose buckets then end exactly where these begin; hi = b.
+ * hi starts at T + 1 (buckets that start at or before T). Every part of the window is counted
+ * once; the only loss is the part of the oldest bucket that lies before L.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coding.h"
+#include "db_impl.h"
+#include "error.h"
+#include "tallystore.h"
+
+/* A resolution keeps at most this many buckets (retention / resolution): the cost of reading
+ * a whole window is bounded. */
+#define MAX_BUCKETS_PER_RES 100000
+
+static const struct {
+    const char *suffix;
+    int64_t ms;
+} UNITS[] = {
+    {"w", 7 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL},
+    {"s", 1000LL},         {"ms", 1LL},
+};
+
+bool tl_duration_parse(const char *s, size_t len, int64_t *ms)
+{
+    size_t i = 0;
+    int64_t v = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        if (v > TL_WINDOW_MAX_TIME_MS)
+            return false;
+        v = v * 10 + (s[i] - '0');
+        i++;
+    }
+    if (i == 0 || v <= 0)
+        return false;
+    int64_t unit = 1000; /* a bare number is seconds */
+    if (i < len) {
+        size_t slen = len - i;
+        unit = 0;
+        for (size_t u = 0; u < sizeof UNITS / sizeof UNITS[0]; u++) {
+            if (strlen(UNITS[u].suffix) == slen && memcmp(UNITS[u].suffix, s + i, slen) == 0)
+                unit = UNITS[u].ms;
+        }
+        if (!unit)
+            return false;
+    }
+    if (v > TL_WINDOW_MAX_TIME_MS / unit)
+        return false;
+    *ms = v * unit;
+    return true;
+}
+
+size_t tl_duration_format(int64_t ms, char *buf, size_t cap)
+{
+    for (size_t u = 0; u < sizeof UNITS / sizeof UNITS[0]; u++) {
+        if (ms % UNITS[u].ms == 0) {
+            int n = snprintf(buf, cap, "%" PRId64 "%s", ms / UNITS[u].ms, UNITS[u].suffix);
+            return n < 0 ? 0 : (size_t)n;
+        }
+    }
+    return 0; /* not reached: every ms is a multiple of 1 ms */
+}
+
+/* Writes "pair N ('text'): " and then the message into err; returns -EINVAL. */
+static int policy_error(char *err, size_t errlen, int pair, const char *text, size_t tlen,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int policy_error(char *err, size_t errlen, int pair, const char *text, size_t tlen,
+                        const char *fmt, ...)
+{
+    int n = snprintf(err, errlen, "pair %d ('%.*s'): ", pair, (int)(tlen > 64 ? 64 : tlen), text);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+int tl_window_policy_parse(const char *spec, size_t len, struct tl_window_policy *p, char *err,
+                           size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    if (len == 0) {
+        snprintf(err, errlen, "the policy is empty: give RESOLUTION:RETENTION pairs such as "
+                              "1m:3h,1h:8d,1d:400d");
+        return -EINVAL;
+    }
+    size_t pos = 0;
+    while (pos <= len) {
+        const char *part = spec + pos;
+        const char *comma = memchr(part, ',', len - pos);
+        size_t plen = comma ? (size_t)(comma - part) : len - pos;
+        int pair = p->n + 1;
+        if (p->n == TL_WINDOW_MAX_RES) {
+            snprintf(err, errlen, "the policy has more than %d pairs", TL_WINDOW_MAX_RES);
+            return -EINVAL;
+        }
+        const char *colon = memchr(part, ':', plen);
+        if (!colon)
+            return policy_error(err, errlen, pair, part, plen,
+                                "expected RESOLUTION:RETENTION, such as 1m:3h");
+        size_t rlen = (size_t)(colon - part), tlen = plen - rlen - 1;
+        struct tl_window_res r;
+        if (!tl_duration_parse(part, rlen, &r.width_ms))
+            return policy_error(err, errlen, pair, part, plen,
+                                "the resolution '%.*s' is not a duration (a positive number "
+                                "with ms, s, m, h, d or w; a bare number is seconds)",
+                                (int)rlen, part);
+        if (!tl_duration_parse(colon + 1, tlen, &r.retention_ms))
+            return policy_error(err, errlen, pair, part, plen,
+                                "the retention '%.*s' is not a duration (a positive number "
+                                "with ms, s, m, h, d or w; a bare number is seconds)",
+                                (int)tlen, colon + 1);
+        if (r.retention_ms < r.width_ms)
+            return policy_error(err, errlen, pair, part, plen,
+                                "the retention is shorter than the resolution");
+        if (r.retention_ms / r.width_ms > MAX_BUCKETS_PER_RES)
+            return policy_error(err, errlen, pair, part, plen,
+                                "the retention holds %" PRId64 " buckets of the resolution; "
+                                "the limit is %d",
+                                r.retention_ms / r.width_ms, MAX_BUCKETS_PER_RES);
+        if (p->n > 0) {
+            const struct tl_window_res *prev = &p->res[p->n - 1];
+            char pb[32];
+            if (r.width_ms <= prev->width_ms || r.width_ms % prev->width_ms != 0) {
+                tl_duration_format(prev->width_ms, pb, sizeof pb);
+                return policy_error(err, errlen, pair, part, plen,
+                                    "the resolution must be a larger multiple of the previous "
+                                    "pair's %s",
+                                    pb);
+            }
+            if (r.retention_ms <= prev->retention_ms) {
+                tl_duration_format(prev->retention_ms, pb, sizeof pb);
+                return policy_error(err, errlen, pair, part, plen,
+                                    "the retention must be longer than the previous pair's %s",
+                                    pb);
+            }
+        }
+        p->res[p->n++] = r;
+        if (!comma)
+            break;
+        pos += plen + 1;
+    }
+    return 0;
+}
+
+size_t tl_window_policy_format(const struct tl_window_policy *p, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        char w[32], r[32];
+        tl_duration_format(p->res[i].width_ms, w, sizeof w);
+        tl_duration_format(p->res[i].retention_ms, r, sizeof r);
+        int k = snprintf(buf + n, cap > n ? cap - n : 0, "%s%s:%s", i ? "," : "", w, r);
+        if (k < 0)
+            return n;
+        n += (size_t)k;
+    }
+    return n < cap ? n : (cap ? cap - 1 : 0);
+}
+
+static int64_t align_down(int64_t t, int64_t w)
+{
+    int64_t q = t / w;
+    if (t % w < 0)
+        q--;
+    return q * w;
+}
+
+static int64_t align_up(int64_t t, int64_t w)
+{
+    return align_down(t + w - 1, w);
+}
+
+int64_t tl_db_clock_ms(tl_db *db)
+{
+    return tl_db_now_ms(db);
+}
+
+int tl_window_plan(const struct tl_window_policy *p, int64_t now_ms, int64_t end_ms,
+                   int64_t window_ms, struct tl_window_span spans[TL_WINDOW_MAX_RES])
+{
+    int64_t start = end_ms - window_ms, hi = end_ms + 1;
+    int n = 0;
+    for (int i = 0; i < p->n; i++) {
+        int64_t w = p->res[i].width_ms;
+        int64_t lo = align_up(now_ms - p->res[i].retention_ms, w);
+        int64_t first = align_up(start, w);
+        if (i == p->n - 1 || first >= lo) {
+            int64_t from = first > lo ? first : lo;
+            if (from < hi)
+                spans[n++] = (struct tl_window_span){i, from, hi};
+            break;
+        }
+        int64_t b = align_up(lo, p->res[i + 1].width_ms);
+        if (b < hi) {
+            spans[n++] = (struct tl_window_span){i, b, hi};
+            hi = b;
+        }
+    }
+    return n;
+}
+
+/* The bucket key of (prefix, res, start) in buf; returns its length. */
+static size_t bucket_key(const void *prefix, size_t plen, int res, int64_t start, uint8_t *buf)
+{
+    memcpy(buf, prefix, plen);
+    buf[plen] = (uint8_t)res;
+    tl_put_u64_be(buf + plen + 1, (uint64_t)start);
+    return plen + TL_WINDOW_SUFFIX_BYTES;
+}
+
+/* Checks a write's time against the policy; allocates the bucket key buffer. */
+static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p, int64_t at_ms,
+                       int64_t *now, uint8_t **key)
+{
+    char lim[32];
+    if (p->n < 1)
+        return tl_error(-EINVAL, "the series has an empty policy");
+    if (at_ms < 0 || at_ms > TL_WINDOW_MAX_TIME_MS)
+        return tl_error(-ERANGE, "timestamp %" PRId64 " ms is outside 0..%" PRId64, at_ms,
+                        TL_WINDOW_MAX_TIME_MS);
+    *now = tl_db_now_ms(db);
+    int64_t longest = p->res[p->n - 1].retention_ms;
+    if (at_ms < *now - longest) {
+        tl_duration_format(longest, lim, sizeof lim);
+        return tl_error(-ERANGE,
+                        "timestamp %" PRId64 " ms is older than the policy's longest retention "
+                        "(%s before now)",
+                        at_ms, lim);
+    }
+    if (plen + TL_WINDOW_SUFFIX_BYTES > TL_MAX_KEY_BYTES)
+        return tl_error(TL_ETOOBIG, "series key of %zu bytes is over the limit of %d bytes", plen,
+                        TL_MAX_KEY_BYTES - TL_WINDOW_SUFFIX_BYTES);
+    *key = malloc(plen + TL_WINDOW_SUFFIX_BYTES);
+    if (!*key)
+        return tl_error(-ENOMEM, "out of memory for a bucket key");
+    return 0;
+}
+
+/* Whether resolution i still holds a bucket starting at start: its expiry is not past. */
+static bool bucket_held(const struct tl_window_res *r, int64_t start, int64_t now)
+{
+    return start >= now - r->retention_ms;
+}
+
+int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq)
+{
+    int64_t now;
+    uint8_t *key;
+    int rc = write_setup(db, plen, p, at_ms, &now, &key);
+    if (rc < 0)
+        return rc;
+    bool first = true;
+    for (int i = 0; i < p->n && rc >= 0; i++) {
+        const struct tl_window_res *r = &p->res[i];
+        int64_t start = align_down(at_ms, r->width_ms);
+        if (!bucket_held(r, start, now))
+            continue;
+        size_t klen = bucket_key(prefix, plen, i, start, key);
+        int64_t v;
+        rc = tl_db_incr_expire(db, key, klen, delta, start + r->retention_ms, &v, seq);
+        if (rc == 0 && first && finest)
+            *finest = v;
+        first = false;
+    }
+    free(key);
+    return rc;
+}
+
+struct bucket_update {
+    tl_update_fn fn;
+    void *arg;
+    int64_t expire_ms;
+};
+
+static int bucket_update_fn(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
+{
+    struct bucket_update *u = arg;
+    int action = u->fn(u->arg, cur, found, next);
+    if (action == TL_UPDATE_PUT)
+        next->expire_ms = u->expire_ms;
+    return action;
+}
+
+int tl_window_update(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                     int64_t at_ms, tl_update_fn fn, void *arg, int *res_index, uint64_t *seq)
+{
+    int64_t now;
+    uint8_t *key;
+    int rc = write_setup(db, plen, p, at_ms, &now, &key);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < p->n && rc >= 0; i++) {
+        const struct tl_window_res *r = &p->res[i];
+        int64_t start = align_down(at_ms, r->width_ms);
+        if (!bucket_held(r, start, now))
+            continue;
+        size_t klen = bucket_key(prefix, plen, i, start, key);
+        struct bucket_update u = {fn, arg, start + r->retention_ms};
+        *res_index = i;
+        rc = tl_db_update(db, key, klen, bucket_update_fn, &u, seq);
+    }
+    free(key);
+    return rc;
+}
+
+/* Visits the buckets of one resolution with starts in [from, to) through an open iterator. */
+static int visit_span(tl_iter *it, const void *prefix, size_t plen, int res, int64_t from,
+                      int64_t to, uint8_t *key, tl_window_visit_fn fn, void *arg)
+{
+    if (from >= to)
+        return 0;
+    size_t klen = bucket_key(prefix, plen, res, from < 0 ? 0 : from, key);
+    int rc = tl_iter_seek(it, key, klen);
+    while (rc >= 0 && tl_iter_valid(it)) {
+        size_t len;
+        const uint8_t *k = tl_iter_key(it, &len);
+        if (len != klen || memcmp(k, prefix, plen) != 0 || k[plen] != (uint8_t)res)
+            break;
+        int64_t start = (int64_t)tl_get_u64_be(k + plen + 1);
+        if (start >= to)
+            break;
+        struct tl_val v;
+        if ((rc = tl_iter_value(it, &v)) < 0)
+            break;
+        rc = fn(arg, res, start, &v);
+        tl_val_clear(&v);
+        if (rc < 0)
+            break;
+        rc = tl_iter_next(it);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Opens an iterator and a key buffer for visits of a series. */
+static int visit_setup(tl_db *db, size_t plen, tl_iter **it, uint8_t **key)
+{
+    *key = malloc(plen + TL_WINDOW_SUFFIX_BYTES);
+    if (!*key)
+        return tl_error(-ENOMEM, "out of memory for a bucket key");
+    int rc = tl_iter_new(db, it);
+    if (rc < 0)
+        free(*key);
+    return rc;
+}
+
+int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                    int64_t end_ms, int64_t window_ms, tl_window_visit_fn fn, void *arg)
+{
+    struct tl_window_span spans[TL_WINDOW_MAX_RES];
+    int n = tl_window_plan(p, tl_db_now_ms(db), end_ms, window_ms, spans);
+    if (n == 0)
+        return 0;
+    tl_iter *it;
+    uint8_t *key;
+    int rc = visit_setup(db, plen, &it, &key);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n && rc >= 0; i++)
+        rc = visit_span(it, prefix, plen, spans[i].res, spans[i].from_ms, spans[i].to_ms, key, fn,
+                        arg);
+    tl_iter_free(it);
+    free(key);
+    return rc;
+}
+
+int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t from_ms,
+                    int64_t to_ms, tl_window_visit_fn fn, void *arg)
+{
+    tl_iter *it;
+    uint8_t *key;
+    int rc = visit_setup(db, plen, &it, &key);
+    if (rc < 0)
+        return rc;
+    rc = visit_span(it, prefix, plen, res, from_ms, to_ms, key, fn, arg);
+    tl_iter_free(it);
+    free(key);
+    return rc;
+}
+
+static int sum_bucket(void *arg, int res, int64_t start, const struct tl_val *v)
+{
+    (void)res;
+    int64_t *sum = arg;
+    if (v->type != TL_VAL_INT)
+        return tl_error(TL_ENOTINT, "the bucket starting at %" PRId64 " ms is not a counter",
+                        start);
+    if ((v->i > 0 && *sum > INT64_MAX - v->i) || (v->i < 0 && *sum < INT64_MIN - v->i))
+        return tl_error(TL_EOVERFLOW, "the window's sum would overflow 64 bits");
+    *sum += v->i;
+    return 0;
+}
+
+int tl_window_sum(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                  int64_t end_ms, int64_t window_ms, int64_t *sum)
+{
+    *sum = 0;
+    return tl_window_visit(db, prefix, plen, p, end_ms, window_ms, sum_bucket, sum);
+}

@@ -1,0 +1,373 @@
+/*
+ * test_window.c - windowed series in the engine (storage/window.c) and typed values:
+ * - durations and policies: parsing, canonical text, an error naming the bad part;
+ * - the window plan: spans that join without gaps or overlaps;
+ * - typed values: stored, read back with their tag, refused by incr, kept by flush, reopen and
+ *   compaction;
+ * - the model: random events over 30 simulated days written with their own time (AT), against
+ *   a brute-force list of every event; random sliding windows, each answer within the documented
+ *   bound and exact where the window's start is a multiple of the resolution used there, with
+ *   flushes, compactions and restarts in between;
+ * - retention: after compaction, buckets past their retention are gone (engine statistics), and
+ *   once a series has not been written for longer than its policy keeps anything, it takes no
+ *   space at all.
+ * TALLY_SEED replays a run.
+ */
+#include <time.h>
+
+#include "testutil.h"
+
+#define MIN_MS  60000LL
+#define HOUR_MS 3600000LL
+#define DAY_MS  86400000LL
+
+static int64_t g_now;
+
+static int64_t clock_fn(void *arg)
+{
+    (void)arg;
+    return g_now;
+}
+
+static tl_db *open_db(const char *dir)
+{
+    struct tl_options o;
+    tl_options_init(&o);
+    o.clock_ms = clock_fn;
+    o.memtable_bytes = 4u << 20; /* small: many flushes */
+    o.max_value_bytes = 1u << 20;
+    o.background_compaction = true;
+    tl_db *db;
+    CHECK_OK(tl_db_open(dir, &o, &db));
+    return db;
+}
+
+static void test_durations_and_policies(void)
+{
+    int64_t ms;
+    CHECK(tl_duration_parse("90", 2, &ms) && ms == 90000);
+    CHECK(tl_duration_parse("1500ms", 6, &ms) && ms == 1500);
+    CHECK(tl_duration_parse("3h", 2, &ms) && ms == 3 * HOUR_MS);
+    CHECK(tl_duration_parse("2w", 2, &ms) && ms == 14 * DAY_MS);
+    CHECK(!tl_duration_parse("0s", 2, &ms));
+    CHECK(!tl_duration_parse("-1s", 3, &ms));
+    CHECK(!tl_duration_parse("1x", 2, &ms));
+    CHECK(!tl_duration_parse("h", 1, &ms));
+    CHECK(!tl_duration_parse("99999999999999999999", 20, &ms));
+    char buf[64];
+    tl_duration_format(90000, buf, sizeof buf);
+    CHECK(strcmp(buf, "90s") == 0);
+    tl_duration_format(DAY_MS * 400, buf, sizeof buf);
+    CHECK(strcmp(buf, "400d") == 0);
+
+    struct tl_window_policy p;
+    char err[256];
+    const char *spec = "1m:3h,1h:8d,1d:400d";
+    CHECK_OK(tl_window_policy_parse(spec, strlen(spec), &p, err, sizeof err));
+    CHECK_EQ_INT(p.n, 3);
+    CHECK_EQ_INT(p.res[1].width_ms, HOUR_MS);
+    CHECK_EQ_INT(p.res[2].retention_ms, 400 * DAY_MS);
+    tl_window_policy_format(&p, buf, sizeof buf);
+    CHECK(strcmp(buf, spec) == 0);
+    const char *spec2 = "60s:180m,3600:8d";
+    CHECK_OK(tl_window_policy_parse(spec2, strlen(spec2), &p, err, sizeof err));
+    tl_window_policy_format(&p, buf, sizeof buf);
+    CHECK(strcmp(buf, "1m:3h,1h:8d") == 0);
+
+    static const struct {
+        const char *spec, *part, *why;
+    } bad[] = {
+        {"", "", "empty"},
+        {"1m", "pair 1 ('1m')", "RESOLUTION:RETENTION"},
+        {"1m:3h,1x:8d", "pair 2 ('1x:8d')", "resolution '1x'"},
+        {"1m:3h,1h:", "pair 2 ('1h:')", "retention ''"},
+        {"1h:1m", "pair 1 ('1h:1m')", "shorter than the resolution"},
+        {"1m:3h,90s:8d", "pair 2 ('90s:8d')", "multiple of the previous pair's 1m"},
+        {"1m:3h,1h:2h", "pair 2 ('1h:2h')", "longer than the previous pair's 3h"},
+        {"1ms:1d", "pair 1 ('1ms:1d')", "buckets"},
+        {"1s:1m,2s:2m,4s:4m,8s:8m,16s:16m,32s:32m,64s:64m,128s:128m,256s:256m", "more than 8",
+         "pairs"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CHECK_EQ_INT(tl_window_policy_parse(bad[i].spec, strlen(bad[i].spec), &p, err, sizeof err),
+                     -EINVAL);
+        if (!strstr(err, bad[i].part) || !strstr(err, bad[i].why)) {
+            fprintf(stderr, "policy '%s': message '%s' lacks '%s' or '%s'\n", bad[i].spec, err,
+                    bad[i].part, bad[i].why);
+            exit(1);
+        }
+    }
+}
+
+/* The spans of every plan join: each one ends where the previous (newer) one starts. */
+static void test_plan(void)
+{
+    struct tl_window_policy p;
+    char err[256];
+    const char *spec = "1m:3h,1h:8d,1d:400d";
+    CHECK_OK(tl_window_policy_parse(spec, strlen(spec), &p, err, sizeof err));
+    uint64_t rs = 7;
+    for (int i = 0; i < 100000; i++) {
+        int64_t now = 1700000000000LL + (int64_t)(test_rand(&rs) % (30 * DAY_MS));
+        int64_t end = now - (int64_t)(test_rand(&rs) % (10 * DAY_MS));
+        int64_t w = 1 + (int64_t)(test_rand(&rs) % (420 * DAY_MS));
+        struct tl_window_span s[TL_WINDOW_MAX_RES];
+        int n = tl_window_plan(&p, now, end, w, s);
+        CHECK(n >= 0 && n <= 3);
+        for (int k = 0; k < n; k++) {
+            int64_t width = p.res[s[k].res].width_ms;
+            CHECK(s[k].from_ms < s[k].to_ms);
+            CHECK(s[k].from_ms % width == 0);
+            CHECK(s[k].from_ms >= end - w);
+            CHECK(s[k].from_ms >= now - p.res[s[k].res].retention_ms);
+            if (k == 0)
+                CHECK_EQ_INT(s[k].to_ms, end + 1);
+            else
+                CHECK(s[k].to_ms == s[k - 1].from_ms && s[k].res > s[k - 1].res &&
+                      s[k].to_ms % width == 0);
+        }
+    }
+}
+
+static void test_typed_values(const char *dir)
+{
+    tl_db *db = open_db(dir);
+    CHECK_OK(tl_db_put_typed(db, "t", 1, 7, "abc", 3, 0, NULL));
+    CHECK_OK(tl_db_put(db, "s", 1, "xyz", 3, 0, NULL));
+    int64_t r;
+    CHECK_EQ_INT(tl_db_incr(db, "t", 1, 1, &r, NULL), TL_EWRONGTYPE);
+    long double f;
+    CHECK_EQ_INT(tl_db_incr_float(db, "t", 1, 1.5, &f, NULL), TL_EWRONGTYPE);
+    CHECK_EQ_INT(tl_db_put_typed(db, "t", 1, 0, "abc", 3, 0, NULL), -EINVAL);
+    for (int round = 0; round < 3; round++) {
+        struct tl_val v;
+        CHECK_EQ_INT(tl_db_get(db, "t", 1, &v), 1);
+        CHECK_EQ_INT(v.type, TL_VAL_TYPED);
+        CHECK_EQ_INT(v.tag, 7);
+        CHECK(v.len == 3 && memcmp(v.bytes, "abc", 3) == 0);
+        tl_val_clear(&v);
+        CHECK_EQ_INT(tl_db_get(db, "s", 1, &v), 1);
+        CHECK_EQ_INT(v.type, TL_VAL_BYTES);
+        CHECK_EQ_INT(v.tag, 0);
+        tl_val_clear(&v);
+        if (round == 0) {
+            CHECK_OK(tl_db_close(db)); /* from the WAL */
+            db = open_db(dir);
+        } else if (round == 1) {
+            CHECK_OK(tl_db_flush(db)); /* from an SSTable, then compacted */
+            CHECK_OK(tl_db_compact_range(db, NULL, 0, NULL, 0));
+        }
+    }
+    CHECK_OK(tl_db_close(db));
+}
+
+struct event {
+    int64_t t, delta;
+};
+
+#define SERIES 6
+
+struct model {
+    struct event *ev[SERIES];
+    size_t n[SERIES], cap[SERIES];
+};
+
+static void model_add(struct model *m, int s, int64_t t, int64_t d)
+{
+    if (m->n[s] == m->cap[s]) {
+        m->cap[s] = m->cap[s] ? 2 * m->cap[s] : 1024;
+        m->ev[s] = realloc(m->ev[s], m->cap[s] * sizeof *m->ev[s]);
+        CHECK(m->ev[s] != NULL);
+    }
+    m->ev[s][m->n[s]++] = (struct event){t, d};
+}
+
+/* The sum of series s's events with times in [from, to]. */
+static int64_t model_sum(const struct model *m, int s, int64_t from, int64_t to)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < m->n[s]; i++)
+        if (m->ev[s][i].t >= from && m->ev[s][i].t <= to)
+            sum += m->ev[s][i].delta;
+    return sum;
+}
+
+static void prefix_of(int s, char *p)
+{
+    snprintf(p, 16, "series:%d|", s);
+}
+
+static uint64_t stats_entries(tl_db *db)
+{
+    struct tl_stats st;
+    CHECK_OK(tl_db_stats(db, &st));
+    uint64_t n = 0;
+    for (int l = 0; l < st.num_levels; l++)
+        n += st.levels[l].entries;
+    return n;
+}
+
+/* Checks one window query of series s against the model. Returns whether it was exact. */
+static bool check_window(tl_db *db, const struct model *m, const struct tl_window_policy *p, int s,
+                         int64_t end, int64_t w)
+{
+    char prefix[16];
+    prefix_of(s, prefix);
+    int64_t got;
+    CHECK_OK(tl_window_sum(db, prefix, strlen(prefix), p, end, w, &got));
+    int64_t start = end - w;
+    /* The finest resolution holding the window's start is the one used at its old edge. */
+    int edge = -1;
+    for (int i = 0; i < p->n && edge < 0; i++)
+        if (start >= g_now - p->res[i].retention_ms)
+            edge = i;
+    CHECK(edge >= 0);
+    int64_t ew = p->res[edge].width_ms;
+    int64_t exact = model_sum(m, s, start, end);
+    int64_t edge_loss = model_sum(m, s, start, start + ew - 1);
+    /* A window ending in the past may take in the rest of the bucket holding its end. */
+    int64_t near_gain = end < g_now ? model_sum(m, s, end + 1, end + p->res[p->n - 1].width_ms)
+                                    : 0;
+    bool aligned = start % ew == 0 && end == g_now;
+    if (got > exact + near_gain || got < exact - edge_loss || (aligned && got != exact)) {
+        fprintf(stderr,
+                "series %d window %" PRId64 " ms ending %" PRId64 " (now %" PRId64
+                "): got %" PRId64 ", exact %" PRId64 ", allowed loss %" PRId64 " gain %" PRId64
+                " (edge resolution %d)\n",
+                s, w, end, g_now, got, exact, edge_loss, near_gain, edge);
+        exit(1);
+    }
+    return aligned;
+}
+
+static void test_model(const char *dir, uint64_t seed)
+{
+    struct tl_window_policy p;
+    char err[256];
+    const char *spec = "1m:3h,1h:8d,1d:400d";
+    CHECK_OK(tl_window_policy_parse(spec, strlen(spec), &p, err, sizeof err));
+    struct model m;
+    memset(&m, 0, sizeof m);
+    uint64_t rs = seed;
+    g_now = 1700000000000LL + 12345; /* not on a bucket boundary */
+    int64_t t0 = g_now;
+    tl_db *db = open_db(dir);
+    const int steps = 200000;
+    int queries = 0, exact_queries = 0;
+    for (int i = 0; i < steps; i++) {
+        g_now += (int64_t)(test_rand(&rs) % (2 * 30 * DAY_MS / steps)); /* 30 days in all */
+        int s = (int)(test_rand(&rs) % SERIES);
+        /* Mostly now, sometimes late: up to an hour, a day, or nine days behind. */
+        int64_t lag = 0;
+        switch (test_rand(&rs) % 8) {
+        case 0:
+            lag = (int64_t)(test_rand(&rs) % HOUR_MS);
+            break;
+        case 1:
+            lag = (int64_t)(test_rand(&rs) % DAY_MS);
+            break;
+        case 2:
+            lag = (int64_t)(test_rand(&rs) % (9 * DAY_MS));
+            break;
+        }
+        int64_t at = g_now - lag;
+        int64_t d = 1 + (int64_t)(test_rand(&rs) % 100);
+        char prefix[16];
+        prefix_of(s, prefix);
+        int64_t finest;
+        CHECK_OK(tl_window_incr(db, prefix, strlen(prefix), &p, at, d, &finest, NULL));
+        model_add(&m, s, at, d);
+        if (i % 50 == 0) {
+            /* Windows ending now: bucket multiples and arbitrary lengths. */
+            static const int64_t lens[] = {MIN_MS,      5 * MIN_MS, HOUR_MS,    3 * HOUR_MS,
+                                           DAY_MS,      7 * DAY_MS, 30 * DAY_MS};
+            int64_t w = lens[test_rand(&rs) % (sizeof lens / sizeof lens[0])];
+            if (test_rand(&rs) % 2)
+                w = 1 + (int64_t)(test_rand(&rs) % (40 * DAY_MS));
+            if (test_rand(&rs) % 2) {
+                /* Start the window on a bucket of the resolution it reaches: exact. */
+                int64_t start = g_now - w;
+                for (int r = 0; r < p.n; r++) {
+                    if (start >= g_now - p.res[r].retention_ms || r == p.n - 1) {
+                        int64_t rw = p.res[r].width_ms;
+                        start = (start / rw + 1) * rw;
+                        break;
+                    }
+                }
+                w = g_now - start;
+            }
+            if (w > 0) {
+                exact_queries += check_window(db, &m, &p, s, g_now, w);
+                queries++;
+            }
+            int64_t end = g_now - (int64_t)(test_rand(&rs) % (2 * DAY_MS));
+            check_window(db, &m, &p, s, end, 1 + (int64_t)(test_rand(&rs) % (5 * DAY_MS)));
+            queries++;
+        }
+        if (i % 7000 == 6999)
+            CHECK_OK(tl_db_flush(db));
+        if (i % 20000 == 19999)
+            CHECK_OK(tl_db_compact_range(db, NULL, 0, NULL, 0));
+        if (i % 15000 == 14999) {
+            CHECK_OK(tl_db_close(db));
+            db = open_db(dir);
+        }
+    }
+    printf("model: %d events over %.1f days, %d window queries (%d exact)\n", steps,
+           (double)(g_now - t0) / DAY_MS, queries, exact_queries);
+    CHECK(exact_queries > 50);
+
+    /* Retention: what a full compaction keeps is at most the buckets each resolution holds. */
+    CHECK_OK(tl_db_flush(db));
+    CHECK_OK(tl_db_compact_range(db, NULL, 0, NULL, 0));
+    uint64_t written = 0;
+    for (int s = 0; s < SERIES; s++)
+        written += m.n[s];
+    uint64_t held_max = 0;
+    for (int r = 0; r < p.n; r++) {
+        int64_t span = g_now - t0 + 9 * DAY_MS;
+        int64_t keep = p.res[r].retention_ms < span ? p.res[r].retention_ms : span;
+        held_max += (uint64_t)(keep / p.res[r].width_ms + 2);
+    }
+    held_max *= SERIES;
+    uint64_t on_disk = stats_entries(db);
+    printf("retention: %" PRIu64 " events written, %" PRIu64 " buckets on disk (at most %" PRIu64
+           ")\n",
+           written, on_disk, held_max);
+    CHECK(on_disk > 0 && on_disk <= held_max);
+
+    /* A series no longer written: gone once the longest retention has passed. */
+    g_now += p.res[p.n - 1].retention_ms + DAY_MS;
+    CHECK_OK(tl_db_compact_range(db, NULL, 0, NULL, 0));
+    CHECK_EQ_INT(stats_entries(db), 0);
+    uint64_t keys;
+    CHECK_OK(tl_db_count_keys(db, &keys));
+    CHECK_EQ_INT(keys, 0);
+    /* And a write older than the longest retention is refused, naming it. */
+    CHECK_EQ_INT(tl_window_incr(db, "x", 1, &p, g_now - 401 * DAY_MS, 1, NULL, NULL), -ERANGE);
+    CHECK(strstr(tl_last_error(), "400d") != NULL);
+    CHECK_OK(tl_db_close(db));
+    for (int s = 0; s < SERIES; s++)
+        free(m.ev[s]);
+}
+
+int main(void)
+{
+    test_require_uring();
+    const char *env = getenv("TALLY_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+    printf("seed %" PRIu64 " (TALLY_SEED replays)\n", seed);
+    test_durations_and_policies();
+    test_plan();
+    char *dir = test_tmpdir("window");
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/typed", dir);
+    test_typed_values(sub);
+    snprintf(sub, sizeof sub, "%s/model", dir);
+    test_model(sub, seed);
+    test_rmdir(dir);
+    free(dir);
+    printf("ok\n");
+    return 0;
+}
