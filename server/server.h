@@ -12,7 +12,8 @@
  * resp.c (request parsing, reply encoding), glob.c (KEYS/SCAN/CONFIG GET patterns), keyspace.c
  * (SELECT's databases: the engine key of a (database, key)), commands.c (table, dispatch,
  * MULTI/EXEC), commands_string.c, commands_hll.c, commands_keys.c, commands_server.c, info.c
- * (INFO), commands_introspect.c (COMMAND), commands_admin.c (TALLY: tallyctl's commands).
+ * (INFO), commands_introspect.c (COMMAND), commands_admin.c (TALLY: tallyctl's commands),
+ * commands_throttle.c (CL.THROTTLE) with throttle.c (GCRA), sketch.c (the quantile sketch).
  */
 #ifndef TL_SERVER_H
 #define TL_SERVER_H
@@ -335,7 +336,7 @@ extern const struct tl_command tl_commands_hll[]; /* PFADD, PFCOUNT, PFMERGE (co
 /* WINCRBY, WGET, WRANGE, WOBSERVE, WSTATS, WQUANTILE, WPFADD, WPFCOUNT, WPOLICY */
 extern const struct tl_command tl_commands_window[];
 extern const struct tl_command tl_commands_throttle[]; /* CL.THROTTLE (commands_throttle.c) */
-extern const struct tl_command tl_commands_admin[]; /* TALLY COMPACT, CHECKPOINT (commands_admin.c) */
+extern const struct tl_command tl_commands_admin[];    /* TALLY (commands_admin.c) */
 extern const struct tl_command tl_commands_server[];
 extern const struct tl_command tl_commands_info[];         /* INFO (info.c) */
 extern const struct tl_command tl_commands_introspect[];   /* COMMAND (commands_introspect.c) */

@@ -629,7 +629,7 @@ static void test_keyspace(void)
     check_dbkey(1, "abc", 3, "\377\001abc", 5);
     check_dbkey(1, "", 0, "\xFF\x01", 2);
     check_dbkey(1, "\xFF", 1, "\xFF\x01\xFF", 3);
-    check_dbkey(255, "k", 1, "\377\377k", 3);
+    check_dbkey(254, "k", 1, "\377\376k", 3);
 
     /* A key past the inline buffer, and the limit, the same in every database. */
     size_t big_len = TL_MAX_USER_KEY_BYTES;
@@ -656,15 +656,19 @@ static void test_keyspace(void)
         tl_dbkey_db("\377\000abc", 5) != -1)
         FAIL("a non-canonical engine key was given a database");
 
-    /* The ranges follow each other: db n's hi is db n+1's lo; the last runs to the end. */
-    struct tl_dbrange r0, r1, r255;
+    /* The ranges follow each other: db n's hi is db n+1's lo; the last ends where the internal
+     * keys (0xFF 0xFF) start, and those belong to no database but sort after every one. */
+    struct tl_dbrange r0, r1, rlast;
     tl_dbkey_range(0, &r0);
     tl_dbkey_range(1, &r1);
-    tl_dbkey_range(255, &r255);
+    tl_dbkey_range(TL_DATABASES_MAX - 1, &rlast);
     if (r0.lo_len != 0 || r0.hi_len != 2 || memcmp(r0.hi, "\xFF\x01", 2) != 0 || r1.lo_len != 2 ||
         memcmp(r1.lo, "\xFF\x01", 2) != 0 || memcmp(r1.hi, "\xFF\x02", 2) != 0 ||
-        r255.hi_len != 0 || memcmp(r255.lo, "\xFF\xFF", 2) != 0)
+        rlast.hi_len != 2 || memcmp(rlast.lo, "\xFF\xFE", 2) != 0 ||
+        memcmp(rlast.hi, TL_INTERNAL_PREFIX, 2) != 0)
         FAIL("database ranges are not as keyspace.c describes");
+    if (tl_dbkey_db(TL_INTERNAL_PREFIX "\001abc", 6) != TL_DATABASES_MAX)
+        FAIL("an internal key was given a database");
 }
 
 int main(void)
