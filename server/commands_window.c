@@ -36,18 +36,18 @@
 #include "server.h"
 #include "sketch.h"
 
-#define HEAD_VERSION      1
-#define HEAD_MAX_BYTES    (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20)
-#define PREFIX_BYTES      11 /* TL_INTERNAL_PREFIX, kind, generation */
-#define KIND_POLICY       0x00
-#define KIND_BUCKETS      0x01
-#define POLICIES_MAX      1024
-#define DEFAULT_POLICY    "default"
-#define DEFAULT_SPEC      "1m:3h,1h:8d,1d:400d"
-#define SPEC_TEXT_BYTES   256
-#define WINDOW_ARG_ERR    "ERR invalid window '%.*s': give a duration such as 90s, 15m, 1h or 7d"
-#define AT_ARG_ERR        "ERR AT needs a unix time in milliseconds (0 to 2^53)"
-#define MAX_WINDOWS       TL_WINDOW_MAX_RES * 8 /* GET windows in one request */
+#define HEAD_VERSION    1
+#define HEAD_MAX_BYTES  (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20)
+#define PREFIX_BYTES    11 /* TL_INTERNAL_PREFIX, kind, generation */
+#define KIND_POLICY     0x00
+#define KIND_BUCKETS    0x01
+#define POLICIES_MAX    1024
+#define DEFAULT_POLICY  "default"
+#define DEFAULT_SPEC    "1m:3h,1h:8d,1d:400d"
+#define SPEC_TEXT_BYTES 256
+#define WINDOW_ARG_ERR  "ERR invalid window '%.*s': give a duration such as 90s, 15m, 1h or 7d"
+#define AT_ARG_ERR      "ERR AT needs a unix time in milliseconds (0 to 2^53)"
+#define MAX_WINDOWS     TL_WINDOW_MAX_RES * 8 /* GET windows in one request */
 
 /* ---- policies ---------------------------------------------------------------------------- */
 
@@ -424,7 +424,8 @@ static void reply_window_error(struct tl_client *c, int rc)
         tl_reply_engine_error(c, rc);
 }
 
-/* ---- WINCRBY, WGET, WRANGE -------------------------------------------------------------------- */
+/* ---- WINCRBY, WGET, WRANGE --------------------------------------------------------------------
+ */
 
 /* Replies the sums over windows[] ending at end_ms (missing series: zeros). */
 static void reply_sums(struct tl_client *c, const struct series *s, bool found,
@@ -435,8 +436,8 @@ static void reply_sums(struct tl_client *c, const struct series *s, bool found,
         sums[i] = 0;
         if (!found)
             continue;
-        int rc = tl_window_sum(tl_srv->db, s->prefix, PREFIX_BYTES, &s->p, end_ms, windows[i],
-                               &sums[i]);
+        int rc =
+            tl_window_sum(tl_srv->db, s->prefix, PREFIX_BYTES, &s->p, end_ms, windows[i], &sums[i]);
         if (rc < 0) {
             reply_window_error(c, rc);
             return;
@@ -476,13 +477,13 @@ static void cmd_wincrby(struct tl_client *c, struct tl_args *a)
     if (!parse_opts(c, &head, 3, true, &o))
         return;
     struct series s;
-    if (!series_for_write(c, a->argv[1], a->len[1], TL_TAG_WINDOW, o.policy, o.policy_len,
-                          o.at_ms, &s))
+    if (!series_for_write(c, a->argv[1], a->len[1], TL_TAG_WINDOW, o.policy, o.policy_len, o.at_ms,
+                          &s))
         return;
     uint64_t seq = 0;
     int64_t finest = 0;
-    int rc = tl_window_incr(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, delta, &finest,
-                            &seq);
+    int rc =
+        tl_window_incr(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, delta, &finest, &seq);
     tl_note_seq(c, seq);
     if (rc < 0) {
         reply_window_error(c, rc);
@@ -614,8 +615,7 @@ static int observe_update(void *arg, const struct tl_val *cur, int found, struct
     tl_sketch_init(&sk);
     int rc = 0;
     if (found)
-        rc = cur->type == TL_VAL_BYTES ? tl_sketch_decode(&sk, cur->bytes, cur->len)
-                                       : TL_ECORRUPT;
+        rc = cur->type == TL_VAL_BYTES ? tl_sketch_decode(&sk, cur->bytes, cur->len) : TL_ECORRUPT;
     if (rc == 0)
         rc = tl_sketch_add(&sk, op->value);
     op->enc.len = 0;
@@ -644,8 +644,8 @@ static void cmd_wobserve(struct tl_client *c, struct tl_args *a)
     if (!parse_opts(c, a, 3, true, &o))
         return;
     struct series s;
-    if (!series_for_write(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, o.policy, o.policy_len,
-                          o.at_ms, &s))
+    if (!series_for_write(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, o.policy, o.policy_len, o.at_ms,
+                          &s))
         return;
     struct observe_op op = {.value = (double)v};
     uint64_t seq = 0;
@@ -680,8 +680,8 @@ static bool window_sketch(struct tl_client *c, struct tl_args *a, int window_arg
     struct series s;
     int rc = series_read(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, &s);
     if (rc == 1)
-        rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, end_ms, w, sketch_bucket,
-                             sk);
+        rc =
+            tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, end_ms, w, sketch_bucket, sk);
     if (rc < 0) {
         reply_window_error(c, rc);
         return false;
@@ -847,8 +847,7 @@ static void cmd_wpfcount(struct tl_client *c, struct tl_args *a)
 static void cmd_wpolicy_set(struct tl_client *c, struct tl_args *a)
 {
     if (!tl_policy_name_ok(a->argv[2], a->len[2])) {
-        tl_reply_errorf(c,
-                        "ERR invalid policy name '%.*s': 1 to %d letters, digits or _ - . :",
+        tl_reply_errorf(c, "ERR invalid policy name '%.*s': 1 to %d letters, digits or _ - . :",
                         (int)(a->len[2] > 64 ? 64 : a->len[2]), a->argv[2], TL_POLICY_NAME_MAX);
         return;
     }
@@ -934,14 +933,14 @@ static void cmd_wpolicy_help(struct tl_client *c, struct tl_args *a)
 #define F  TL_CMD_FAST
 
 static const struct tl_command wpolicy_subcommands[] = {
-    {"set", 4, W, 0, 0, 0, cmd_wpolicy_set, "window", "0.1.0", "Defines a window policy.",
-     "O(1)", "name spec", NULL},
-    {"get", 3, RO, 0, 0, 0, cmd_wpolicy_get, "window", "0.1.0", "Returns a window policy.",
-     "O(1)", "name", NULL},
+    {"set", 4, W, 0, 0, 0, cmd_wpolicy_set, "window", "0.1.0", "Defines a window policy.", "O(1)",
+     "name spec", NULL},
+    {"get", 3, RO, 0, 0, 0, cmd_wpolicy_get, "window", "0.1.0", "Returns a window policy.", "O(1)",
+     "name", NULL},
     {"list", 2, RO, 0, 0, 0, cmd_wpolicy_list, "window", "0.1.0", "Lists the window policies.",
      "O(N)", "", NULL},
-    {"help", 2, RO, 0, 0, 0, cmd_wpolicy_help, "window", "0.1.0", "Shows helpful text.", "O(1)",
-     "", NULL},
+    {"help", 2, RO, 0, 0, 0, cmd_wpolicy_help, "window", "0.1.0", "Shows helpful text.", "O(1)", "",
+     NULL},
     {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -953,8 +952,8 @@ static void cmd_wpolicy(struct tl_client *c, struct tl_args *a)
 const struct tl_command tl_commands_window[] = {
     {"wincrby", -3, W | F, 1, 1, 1, cmd_wincrby, "window", "0.1.0",
      "Adds to the current bucket of every resolution of a windowed counter.",
-     "O(resolutions), O(buckets) with GET", "key delta [AT unix-ms] [POLICY name] [GET window ...]",
-     NULL},
+     "O(resolutions), O(buckets) with GET",
+     "key delta [AT unix-ms] [POLICY name] [GET window [window ...]]", NULL},
     {"wget", -3, RO, 1, 1, 1, cmd_wget, "window", "0.1.0",
      "Returns the sums of a windowed counter over sliding windows.", "O(buckets)",
      "key window [window ...] [AT unix-ms]", NULL},
@@ -977,6 +976,6 @@ const struct tl_command tl_commands_window[] = {
      "Returns the approximate number of distinct elements added in a window.", "O(buckets)",
      "key window [AT unix-ms]", NULL},
     {"wpolicy", -2, 0, 0, 0, 0, cmd_wpolicy, "window", "0.1.0", "Manages window policies.",
-     "Depends on subcommand", "subcommand [argument ...]", wpolicy_subcommands},
+     "Depends on subcommand", "subcommand [argument [argument ...]]", wpolicy_subcommands},
     {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -342,7 +342,8 @@ int main(int argc, char **argv)
 
     tl_net_stop(&server);
     tl_log(TL_LOG_NOTICE, "Syncing the WAL and closing the database...");
-    rc = tl_db_close(server.db);
+    rc = tl_db_close(server.db); /* a running TALLY COMPACT is cancelled */
+    tl_admin_shutdown();
     server.db = NULL;
     if (rc < 0) {
         tl_log(TL_LOG_WARNING, "Closing the database failed: %s", tl_last_error());

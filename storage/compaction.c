@@ -39,7 +39,7 @@ struct compaction {
     struct tl_table **inputs; /* newest first */
     size_t n_inputs;
     int *input_levels;
-    int pointer_level; /* level whose round-robin pointer moves, or -1 */
+    int pointer_level;       /* level whose round-robin pointer moves, or -1 */
     tl_progress_fn progress; /* manual compactions only; may be NULL */
     void *progress_arg;
 };
@@ -47,58 +47,13 @@ struct compaction {
 /* How often run_compaction reports progress, in input entries merged. */
 #define TL_COMPACTION_PROGRESS_ENTRIES 4096
 
-/*
- * The parts of a manual compaction request beyond its range: the level it is restricted to
- * (-1: every level) and its progress callback. The requesting thread lists them here for the
- * compaction thread, which runs the request, to find by database; manual compactions of one
- * database run one at a time (manual_pending, manual_running), so a database has at most one
- * entry. Lock order: db->mutex, then manual_requests_lock.
- */
+/* A manual compaction's request, passed to the compaction thread in db->manual_*: a level
+ * (-1: every level) and a progress callback, besides the key range. */
 struct manual_request {
-    const struct tl_db *db;
     int level;
     tl_progress_fn progress;
     void *progress_arg;
-    struct manual_request *next;
 };
-static pthread_mutex_t manual_requests_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct manual_request *manual_requests;
-
-static void manual_request_add(struct manual_request *r)
-{
-    pthread_mutex_lock(&manual_requests_lock);
-    r->next = manual_requests;
-    manual_requests = r;
-    pthread_mutex_unlock(&manual_requests_lock);
-}
-
-static void manual_request_remove(const struct manual_request *r)
-{
-    pthread_mutex_lock(&manual_requests_lock);
-    for (struct manual_request **p = &manual_requests; *p; p = &(*p)->next) {
-        if (*p == r) {
-            *p = r->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&manual_requests_lock);
-}
-
-/* The request of db's manual compaction: its level (-1 when none is listed) and progress. */
-static void manual_request_find(const struct tl_db *db, struct manual_request *out)
-{
-    memset(out, 0, sizeof *out);
-    out->level = -1;
-    pthread_mutex_lock(&manual_requests_lock);
-    for (const struct manual_request *r = manual_requests; r; r = r->next) {
-        if (r->db == db) {
-            *out = *r;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&manual_requests_lock);
-    out->next = NULL;
-}
 
 static uint64_t level_target(const struct tl_db *db, int level)
 {
@@ -441,8 +396,9 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
         size_t count = 0;
         for (size_t i = 0; i < mg.n; i++)
             count += mg.at_key[i];
-        if (c->progress && merged_entries / TL_COMPACTION_PROGRESS_ENTRIES !=
-                               (merged_entries + count) / TL_COMPACTION_PROGRESS_ENTRIES &&
+        if (c->progress &&
+            merged_entries / TL_COMPACTION_PROGRESS_ENTRIES !=
+                (merged_entries + count) / TL_COMPACTION_PROGRESS_ENTRIES &&
             merged_entries + count < total_entries)
             c->progress(c->progress_arg,
                         (uint64_t)((double)read_bytes * (double)(merged_entries + count) /
@@ -573,8 +529,7 @@ static int pick_manual(struct tl_db *db, struct compaction *c)
     const uint8_t *lo = db->manual_has_begin ? db->manual_begin : NULL;
     const uint8_t *hi = db->manual_has_end ? db->manual_end : NULL;
     size_t lolen = db->manual_blen, hilen = db->manual_elen;
-    struct manual_request req;
-    manual_request_find(db, &req);
+    struct manual_request req = {db->manual_level, db->manual_progress, db->manual_progress_arg};
     int first = req.level < 0 ? 0 : req.level, last = req.level < 0 ? nl - 1 : req.level;
     memset(c, 0, sizeof *c);
     c->pointer_level = -1;
@@ -701,18 +656,29 @@ static int dup_key(const void *k, size_t len, uint8_t **out)
 static int compact_manual(tl_db *db, struct manual_request *req, const void *begin, size_t blen,
                           const void *end, size_t elen)
 {
-    int rc = tl_db_flush(db);
-    if (rc < 0)
-        return rc;
-    uint8_t *b, *e;
-    if (dup_key(begin, blen, &b) < 0 || dup_key(end, elen, &e) < 0)
-        return tl_error(-ENOMEM, "out of memory starting a compaction");
-    req->db = db;
     pthread_mutex_lock(&db->mutex);
+    if (db->stopping) {
+        pthread_mutex_unlock(&db->mutex);
+        return tl_error(TL_ECLOSED, "%s is closing: the compaction did not run", db->dir);
+    }
+    db->manual_callers++; /* tl_db_close waits for them to leave */
+    pthread_mutex_unlock(&db->mutex);
+    uint8_t *b = NULL, *e = NULL;
+    int rc = tl_db_flush(db);
+    if (rc == 0 && (dup_key(begin, blen, &b) < 0 || dup_key(end, elen, &e) < 0))
+        rc = tl_error(-ENOMEM, "out of memory starting a compaction");
+    pthread_mutex_lock(&db->mutex);
+    if (rc < 0) {
+        free(b);
+        free(e);
+        goto out;
+    }
     /* One manual compaction at a time. */
     while ((db->manual_pending || db->manual_running) && !db->stopping)
         pthread_cond_wait(&db->done_cond, &db->mutex);
-    manual_request_add(req);
+    db->manual_level = req->level;
+    db->manual_progress = req->progress;
+    db->manual_progress_arg = req->progress_arg;
     free(db->manual_begin);
     free(db->manual_end);
     db->manual_begin = b;
@@ -729,7 +695,9 @@ static int compact_manual(tl_db *db, struct manual_request *req, const void *beg
     rc = db->stopping && db->manual_finished < gen
              ? tl_error(TL_ECLOSED, "%s is closing: the compaction did not run", db->dir)
              : db->manual_result;
-    manual_request_remove(req);
+out:
+    db->manual_callers--;
+    pthread_cond_broadcast(&db->done_cond);
     pthread_mutex_unlock(&db->mutex);
     return rc < 0 ? rc : 0;
 }

@@ -795,8 +795,8 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
             log->has_expiry = a->next.expire_ms != 0;
             log->expire_ms = a->next.expire_ms;
         } else if (a->next.type == TL_VAL_TYPED) {
-            int rc = typed_record(a->db, a->next.tag, a->next.bytes, a->next.len,
-                                  a->next.expire_ms, log);
+            int rc = typed_record(a->db, a->next.tag, a->next.bytes, a->next.len, a->next.expire_ms,
+                                  log);
             if (rc < 0)
                 return rc;
         } else {
@@ -826,7 +826,8 @@ static int decide_update(void *arg, const struct tl_record *cur, struct tl_recor
 
 int tl_db_update(tl_db *db, const void *key, size_t klen, tl_update_fn fn, void *arg, uint64_t *seq)
 {
-    struct update_arg a = {.db = db, .fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
+    struct update_arg a = {
+        .db = db, .fn = fn, .arg = arg, .max_value_bytes = db->opt.max_value_bytes};
     return write_key(db, key, klen, decide_update, &a, seq);
 }
 
@@ -1029,9 +1030,11 @@ int tl_db_flush(tl_db *db)
             return rc;
     }
     pthread_mutex_lock(&db->mutex);
-    while (db->current->n_imm > 0 && !db->bg_error)
+    while (db->current->n_imm > 0 && !db->bg_error && !db->stopping)
         pthread_cond_wait(&db->done_cond, &db->mutex);
     int rc = db->bg_error;
+    if (rc == 0 && db->current->n_imm > 0)
+        rc = tl_error(TL_ECLOSED, "%s is closing: the flush did not finish", db->dir);
     pthread_mutex_unlock(&db->mutex);
     return rc;
 }
@@ -1497,6 +1500,11 @@ int tl_db_close(tl_db *db)
         pthread_join(db->flush_thread, NULL);
         pthread_join(db->compaction_thread, NULL);
     }
+    /* A manual compaction's caller (another thread) wakes on stopping and leaves. */
+    pthread_mutex_lock(&db->mutex);
+    while (db->manual_callers > 0)
+        pthread_cond_wait(&db->done_cond, &db->mutex);
+    pthread_mutex_unlock(&db->mutex);
     int rc = tl_wal_close(db->wal);
     db_free(db);
     return rc;

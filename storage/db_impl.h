@@ -97,6 +97,10 @@ struct tl_db {
     size_t manual_blen, manual_elen;
     bool manual_has_begin, manual_has_end;
     uint64_t manual_generation, manual_finished;
+    int manual_level;               /* -1: every level */
+    tl_progress_fn manual_progress; /* may be NULL */
+    void *manual_progress_arg;
+    int manual_callers; /* threads inside a manual compaction call */
 
     int pinned; /* tl_db_live_files in force: no file is deleted */
     char **pending_deletes;

@@ -33,8 +33,8 @@ static const struct {
     const char *suffix;
     int64_t ms;
 } UNITS[] = {
-    {"w", 7 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL},
-    {"s", 1000LL},         {"ms", 1LL},
+    {"w", 7 * 86400000LL}, {"d", 86400000LL}, {"h", 3600000LL},
+    {"m", 60000LL},        {"s", 1000LL},     {"ms", 1LL},
 };
 
 bool tl_duration_parse(const char *s, size_t len, int64_t *ms)
@@ -98,8 +98,9 @@ int tl_window_policy_parse(const char *spec, size_t len, struct tl_window_policy
 {
     memset(p, 0, sizeof *p);
     if (len == 0) {
-        snprintf(err, errlen, "the policy is empty: give RESOLUTION:RETENTION pairs such as "
-                              "1m:3h,1h:8d,1d:400d");
+        snprintf(err, errlen,
+                 "the policy is empty: give RESOLUTION:RETENTION pairs such as "
+                 "1m:3h,1h:8d,1d:400d");
         return -EINVAL;
     }
     size_t pos = 0;
@@ -149,8 +150,7 @@ int tl_window_policy_parse(const char *spec, size_t len, struct tl_window_policy
             if (r.retention_ms <= prev->retention_ms) {
                 tl_duration_format(prev->retention_ms, pb, sizeof pb);
                 return policy_error(err, errlen, pair, part, plen,
-                                    "the retention must be longer than the previous pair's %s",
-                                    pb);
+                                    "the retention must be longer than the previous pair's %s", pb);
             }
         }
         p->res[p->n++] = r;

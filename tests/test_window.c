@@ -227,13 +227,12 @@ static bool check_window(tl_db *db, const struct model *m, const struct tl_windo
     int64_t exact = model_sum(m, s, start, end);
     int64_t edge_loss = model_sum(m, s, start, start + ew - 1);
     /* A window ending in the past may take in the rest of the bucket holding its end. */
-    int64_t near_gain = end < g_now ? model_sum(m, s, end + 1, end + p->res[p->n - 1].width_ms)
-                                    : 0;
+    int64_t near_gain = end < g_now ? model_sum(m, s, end + 1, end + p->res[p->n - 1].width_ms) : 0;
     bool aligned = start % ew == 0 && end == g_now;
     if (got > exact + near_gain || got < exact - edge_loss || (aligned && got != exact)) {
         fprintf(stderr,
-                "series %d window %" PRId64 " ms ending %" PRId64 " (now %" PRId64
-                "): got %" PRId64 ", exact %" PRId64 ", allowed loss %" PRId64 " gain %" PRId64
+                "series %d window %" PRId64 " ms ending %" PRId64 " (now %" PRId64 "): got %" PRId64
+                ", exact %" PRId64 ", allowed loss %" PRId64 " gain %" PRId64
                 " (edge resolution %d)\n",
                 s, w, end, g_now, got, exact, edge_loss, near_gain, edge);
         exit(1);
@@ -280,8 +279,8 @@ static void test_model(const char *dir, uint64_t seed)
         model_add(&m, s, at, d);
         if (i % 50 == 0) {
             /* Windows ending now: bucket multiples and arbitrary lengths. */
-            static const int64_t lens[] = {MIN_MS,      5 * MIN_MS, HOUR_MS,    3 * HOUR_MS,
-                                           DAY_MS,      7 * DAY_MS, 30 * DAY_MS};
+            static const int64_t lens[] = {MIN_MS, 5 * MIN_MS, HOUR_MS,    3 * HOUR_MS,
+                                           DAY_MS, 7 * DAY_MS, 30 * DAY_MS};
             int64_t w = lens[test_rand(&rs) % (sizeof lens / sizeof lens[0])];
             if (test_rand(&rs) % 2)
                 w = 1 + (int64_t)(test_rand(&rs) % (40 * DAY_MS));
