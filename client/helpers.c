@@ -184,18 +184,27 @@ static int check_list(struct helper_call *c, size_t n, const void *list, const c
     return 0;
 }
 
+/* Runs "cmd key num..." (the commands without lists): the reply, not an error reply. */
+static int call_key_numbers(struct helper_call *c, tally_ctx *ctx, const char *cmd, const void *key,
+                            size_t klen, const int64_t *nums, int nnums, tally_reply **rep)
+{
+    struct helper_args a;
+    int rc = call_begin(c, ctx, cmd, key, klen);
+    if (rc || (rc = args_init(c, &a, 0)))
+        return rc;
+    arg_str(&a, cmd);
+    arg_bytes(&a, key, klen);
+    for (int i = 0; i < nnums; i++)
+        arg_int(&a, nums[i]);
+    return call_finish(c, &a, rep);
+}
+
 int tally_incrby(tally_ctx *ctx, const void *key, size_t klen, int64_t delta, int64_t *result)
 {
     struct helper_call c;
-    struct helper_args a;
     tally_reply *rep;
-    int rc = call_begin(&c, ctx, "INCRBY", key, klen);
-    if (rc || (rc = args_init(&c, &a, 0)))
-        return rc;
-    arg_str(&a, "INCRBY");
-    arg_bytes(&a, key, klen);
-    arg_int(&a, delta);
-    if ((rc = call_finish(&c, &a, &rep)) != 0)
+    int rc = call_key_numbers(&c, ctx, "INCRBY", key, klen, &delta, 1, &rep);
+    if (rc != 0)
         return rc;
     rc = reply_integer(&c, rep, result);
     tally_reply_free(rep);
@@ -222,16 +231,11 @@ static bool text_to_int64(const char *s, size_t n, int64_t *out)
 int tally_get_int(tally_ctx *ctx, const void *key, size_t klen, int64_t *value, bool *found)
 {
     struct helper_call c;
-    struct helper_args a;
     tally_reply *rep;
     int64_t v = 0;
     bool f = false;
-    int rc = call_begin(&c, ctx, "GET", key, klen);
-    if (rc || (rc = args_init(&c, &a, 0)))
-        return rc;
-    arg_str(&a, "GET");
-    arg_bytes(&a, key, klen);
-    if ((rc = call_finish(&c, &a, &rep)) != 0)
+    int rc = call_key_numbers(&c, ctx, "GET", key, klen, NULL, 0, &rep);
+    if (rc != 0)
         return rc;
     if (rep->type == TALLY_REPLY_STRING) {
         if (text_to_int64(rep->str, rep->len, &v))
@@ -325,19 +329,11 @@ int tally_throttle(tally_ctx *ctx, const void *key, size_t klen, int64_t max_bur
                    int64_t period_s, int64_t quantity, struct tally_throttle_result *out)
 {
     struct helper_call c;
-    struct helper_args a;
     tally_reply *rep;
     int64_t v[5];
-    int rc = call_begin(&c, ctx, "CL.THROTTLE", key, klen);
-    if (rc || (rc = args_init(&c, &a, 0)))
-        return rc;
-    arg_str(&a, "CL.THROTTLE");
-    arg_bytes(&a, key, klen);
-    arg_int(&a, max_burst);
-    arg_int(&a, count);
-    arg_int(&a, period_s);
-    arg_int(&a, quantity);
-    if ((rc = call_finish(&c, &a, &rep)) != 0)
+    const int64_t nums[] = {max_burst, count, period_s, quantity};
+    int rc = call_key_numbers(&c, ctx, "CL.THROTTLE", key, klen, nums, 4, &rep);
+    if (rc != 0)
         return rc;
     rc = reply_integers(&c, rep, 5, v);
     tally_reply_free(rep);

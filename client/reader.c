@@ -236,6 +236,22 @@ static bool parse_double(const char *p, size_t n, double *out)
     return end == text + n && errno != EINVAL;
 }
 
+/* The length after a string or aggregate type byte: -1 (null) only where nil_ok. False after
+ * failing with a message that names what (string, aggregate). */
+static bool reader_length(tally_reader *r, size_t at, const char *body, size_t blen, bool nil_ok,
+                          const char *what, long long *n)
+{
+    if (blen == 1 && body[0] == '?') {
+        reader_fail(r, at, "a streamed %s, which libtally does not support", what);
+        return false;
+    }
+    if (!parse_ll(body, blen, n) || *n < -1 || (*n == -1 && !nil_ok)) {
+        reader_fail(r, at, "invalid %s length '%.*s'", what, (int)(blen > 40 ? 40 : blen), body);
+        return false;
+    }
+    return true;
+}
+
 /* An aggregate header with count elements (count >= 1): pushes a frame. */
 static enum item_kind reader_open(tally_reader *r, enum tally_reply_type type, long long count,
                                   bool is_attr, size_t at)
@@ -328,11 +344,8 @@ static enum item_kind reader_item(tally_reader *r, tally_reply **out)
     case '$':
     case '!':
     case '=': {
-        if (blen == 1 && body[0] == '?')
-            return reader_fail(r, at, "a streamed string, which libtally does not support");
-        if (!parse_ll(body, blen, &n) || n < -1 || (n == -1 && type != '$'))
-            return reader_fail(r, at, "invalid bulk length '%.*s'", (int)(blen > 40 ? 40 : blen),
-                               body);
+        if (!reader_length(r, at, body, blen, type == '$', "bulk", &n))
+            return ITEM_ERROR;
         if (n == -1) {
             rep = reply_new(TALLY_REPLY_NIL);
             break;
@@ -363,11 +376,8 @@ static enum item_kind reader_item(tally_reader *r, tally_reply **out)
     case '~':
     case '>':
     case '|': {
-        if (blen == 1 && body[0] == '?')
-            return reader_fail(r, at, "a streamed aggregate, which libtally does not support");
-        if (!parse_ll(body, blen, &n) || n < -1 || (n == -1 && type != '*'))
-            return reader_fail(r, at, "invalid aggregate length '%.*s'",
-                               (int)(blen > 40 ? 40 : blen), body);
+        if (!reader_length(r, at, body, blen, type == '*', "aggregate", &n))
+            return ITEM_ERROR;
         if (n > r->max_elements)
             return reader_fail(r, at, "an aggregate of %lld elements, over the limit of %lld", n,
                                r->max_elements);

@@ -362,9 +362,11 @@ static inline pthread_mutex_t *stripe_of(struct tl_db *db, uint64_t hash)
 /*
  * The current value held in cell c of active memtable m as a final record; resolves a cell
  * rebuilt from the WAL (MERGE/EXPIRE) against the older layers. *fold keeps any copied bytes.
+ * A blind caller (tl_db_merge_expire) takes what the memtable says, partial or not, and for a
+ * key the memtable lacks gets a new cell that knows nothing (MERGE of 0): no older layer is read.
  */
 static int current_value(struct tl_db *db, struct tl_memtable *m, const void *key, size_t klen,
-                         uint64_t hash, struct tl_cell **cellp, struct tl_fold *fold,
+                         uint64_t hash, bool blind, struct tl_cell **cellp, struct tl_fold *fold,
                          struct tl_record *cur, bool *full)
 {
     struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
@@ -375,11 +377,22 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
         struct tl_cell_snap s;
         tl_cell_read(m, c, &s);
         tl_cell_snap_to_record(&s, cur);
-        if (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE) {
+        if (blind || (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE)) {
             *cellp = c;
             return 0;
         }
         tl_fold_add(fold, cur);
+    } else if (blind) {
+        struct tl_cell_snap s = {.state = TL_CELL_MERGE};
+        bool inserted;
+        if (!(c = tl_memtable_insert(m, key, klen, hash, &s, &inserted))) {
+            *full = true;
+            return 0;
+        }
+        tl_cell_read(m, c, &s); /* another writer's cell, if it got there first */
+        tl_cell_snap_to_record(&s, cur);
+        *cellp = c;
+        return 0;
     }
     struct tl_version *v = tl_version_acquire(db);
     rc = tl_db_fold_older(db, v, true, key, klen, hash, fold);
@@ -416,8 +429,10 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
     return 0;
 }
 
-static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn decide, void *arg,
-                     uint64_t *seq_out)
+/* Writes one key: decide() sees its current value and says what to log. blind: see
+ * current_value; decide then may see a partial MERGE or EXPIRE record. */
+static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool blind,
+                        decide_fn decide, void *arg, uint64_t *seq_out)
 {
     if (klen > TL_MAX_KEY_BYTES)
         return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
@@ -443,7 +458,7 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         struct tl_fold fold;
         struct tl_record cur;
         bool full;
-        rc = current_value(db, m, key, klen, hash, &cell, &fold, &cur, &full);
+        rc = current_value(db, m, key, klen, hash, blind, &cell, &fold, &cur, &full);
         if (rc < 0 || full) {
             tl_fold_free(&fold);
             writer_exit(m);
@@ -481,7 +496,7 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
         tl_fold_init(&next);
         tl_fold_add(&next, &log);
         tl_fold_add(&next, &live);
-        tl_fold_result(&next, true, 0, &nr);
+        tl_fold_result(&next, tl_kind_is_final(live.kind), 0, &nr);
         struct tl_cell_snap s;
         tl_record_to_cell_snap(&nr, &s);
         uint32_t boff = 0;
@@ -511,6 +526,12 @@ static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn d
     else if (logged && db->opt.fsync == TL_FSYNC_ALWAYS)
         return tl_wal_wait(db->wal, seq, TL_WAIT_DURABLE);
     return 0;
+}
+
+static int write_key(struct tl_db *db, const void *key, size_t klen, decide_fn decide, void *arg,
+                     uint64_t *seq_out)
+{
+    return write_key_ex(db, key, klen, false, decide, arg, seq_out);
 }
 
 struct incr_arg {
@@ -579,6 +600,33 @@ int tl_db_incr_expire(tl_db *db, const void *key, size_t klen, int64_t delta, in
 {
     struct incr_arg a = {.delta = delta, .set_expiry = true, .expire_ms = expire_ms};
     return run_incr(db, key, klen, &a, result, seq);
+}
+
+struct merge_arg {
+    int64_t delta;
+    int64_t expire_ms;
+};
+
+static int decide_merge(void *arg, const struct tl_record *cur, struct tl_record *log)
+{
+    const struct merge_arg *a = arg;
+    if (tl_kind_has_bytes(cur->kind))
+        return tl_error(TL_ENOTINT, "value is not an integer or out of range");
+    if (cur->kind == TL_KIND_PUT_INT && ((a->delta > 0 && cur->i > INT64_MAX - a->delta) ||
+                                         (a->delta < 0 && cur->i < INT64_MIN - a->delta)))
+        return tl_error(TL_EOVERFLOW, "increment or decrement would overflow");
+    log->kind = TL_KIND_MERGE_INT;
+    log->i = a->delta;
+    log->has_expiry = true;
+    log->expire_ms = a->expire_ms;
+    return 1;
+}
+
+int tl_db_merge_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
+                       uint64_t *seq)
+{
+    struct merge_arg a = {delta, expire_ms};
+    return write_key_ex(db, key, klen, true, decide_merge, &a, seq);
 }
 
 /* A PUT of bytes, stored as an integer when the bytes are a canonical one. */

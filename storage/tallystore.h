@@ -151,6 +151,13 @@ int tl_db_incr(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t *
 int tl_db_incr_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
                       int64_t *result, uint64_t *seq);
 
+/* Adds delta to the integer at key and sets its expiry, without reading what older layers hold
+ * when the memtable does not know the key: a blind merge, for counters whose value the caller
+ * does not need (the coarser buckets of a window). The overflow check is made only against a
+ * value the memtable knows; otherwise a sum past int64 wraps when the layers are folded. */
+int tl_db_merge_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
+                       uint64_t *seq);
+
 /* Adds delta to the number at key, in long double precision as Redis's INCRBYFLOAT does, and
  * stores the result as its shortest exact text (tl_format_float). TL_ENOTFLOAT if the value is
  * not a number, TL_ENANINF if the result is not finite. */

@@ -276,8 +276,12 @@ int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_w
         if (!bucket_held(r, start, now))
             continue;
         size_t klen = bucket_key(prefix, plen, i, start, key);
+        /* The finest bucket's new value is the reply; the others are merged blind. */
         int64_t v;
-        rc = tl_db_incr_expire(db, key, klen, delta, start + r->retention_ms, &v, seq);
+        if (first)
+            rc = tl_db_incr_expire(db, key, klen, delta, start + r->retention_ms, &v, seq);
+        else
+            rc = tl_db_merge_expire(db, key, klen, delta, start + r->retention_ms, seq);
         if (rc == 0 && first && finest)
             *finest = v;
         first = false;

@@ -84,19 +84,15 @@ static void expect_err_at(int rc, int code, const char *text, int line, const ch
 #define EXPECT_ERR(ctx, call, code, text)                                                          \
     expect_err_at((call), (code), (text), __LINE__, #call, (ctx))
 
-static long long now_ms(void)
+/* Milliseconds on a clock: CLOCK_REALTIME for AT arguments, CLOCK_MONOTONIC for durations. */
+static long long clock_ms(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#define now_ms()  clock_ms(CLOCK_REALTIME)
+#define mono_ms() clock_ms(CLOCK_MONOTONIC)
 
 static tally_ctx *connect_port(int port, int resp)
 {

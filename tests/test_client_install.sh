@@ -16,8 +16,8 @@ for tool in pkg-config redis-cli; do
         exit 77
     fi
 done
-# shellcheck source=server_lib.sh
-. "$src/tests/server_lib.sh"
+# shellcheck source=tests/server_lib.sh
+. "$(dirname "$0")/server_lib.sh"
 server_init client-install
 stage=$tmp/stage
 

@@ -25,5 +25,10 @@ if ! "$cc" -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-r
 fi
 mkdir -p "$work/corpus"
 cp "$src"/tests/fuzz_resp_corpus/* "$work/corpus/" 2>/dev/null || true
+# A crash must fail the test: libFuzzer's own exit code for one (77) would read as SKIP.
+status=0
 "$work/fuzz_resp" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=1024 \
-    -print_final_stats=1 "$work/corpus" 2>&1 | tail -15
+    -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 "$work/corpus" \
+    >"$work/fuzz.log" 2>&1 || status=$?
+tail -15 "$work/fuzz.log"
+exit $status
