@@ -32,26 +32,11 @@ KEYSPACE=1000000
 START_WAIT_TENTHS=100 # 10 s
 RUN_TIMEOUT_S=120
 
-if [ "${1:-}" = --quick ]; then
-    ROUNDS=1
-    SCALE=0.1
-elif [ -n "${1:-}" ]; then
-    echo "usage: $0 [--quick]" >&2
-    exit 2
-fi
-
-for tool in redis-server redis-benchmark redis-cli; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "$tool is not installed (apt-get install redis-server redis-tools)" >&2
-        exit 1
-    fi
-done
 here=$(cd "$(dirname "$0")" && pwd)
-tallyd=${TALLYD:-$here/../server/tallyd}
-if [ ! -x "$tallyd" ]; then
-    echo "tallyd not found at $tallyd: build it (make) or set TALLYD" >&2
-    exit 1
-fi
+. "$here/lib.sh"
+parse_quick "$@"
+require_tools "apt-get install redis-server redis-tools" redis-server redis-benchmark redis-cli
+find_tallyd
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-compare-redis-XXXXXX")
 redis_pid=
@@ -65,54 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-# requests N: N scaled by SCALE, at least 1000.
-requests() {
-    awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 1000) v = 1000; print v }'
-}
-
-# wait_ready PID PORT NAME: waits until the server answers PING.
-wait_ready() {
-    i=0
-    while [ $i -lt $START_WAIT_TENTHS ]; do
-        if ! kill -0 "$1" 2>/dev/null; then
-            echo "$3 exited at start:" >&2
-            tail -n 20 "$tmp/$3.log" >&2
-            exit 1
-        fi
-        if [ "$(redis-cli -p "$2" PING 2>/dev/null)" = PONG ]; then
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "$3 did not answer PING on port $2 within 10 s" >&2
-    exit 1
-}
-
-# A port outside the kernel's ephemeral range, so that no client connection holds it.
-pick_port() {
-    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo "32768 60999")
-    low=${range%%[!0-9]*}
-    high=${range##*[!0-9]}
-    if [ "$low" -gt 11000 ]; then
-        shuf -i "10000-$((low - 1))" -n 1
-    elif [ "$high" -lt 64000 ]; then
-        shuf -i "$((high + 1))-65535" -n 1
-    else
-        shuf -i 10000-60000 -n 1
-    fi
-}
-
-free_port() {
-    while :; do
-        p=$(pick_port)
-        if ! redis-cli -p "$p" PING >/dev/null 2>&1; then
-            echo "$p"
-            return
-        fi
-    done
-}
 
 # start_servers MODE: MODE is everysec or always; fresh directories each time.
 start_servers() {
@@ -203,13 +140,7 @@ stop_servers
 echo
 echo "tallyd vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), $CLIENTS" \
     "clients, -r $KEYSPACE, median of $ROUNDS round(s), $(nproc) CPUs; latency in ms"
-awk '
-function median(key,    n, i, j, t, v) {
-    n = cnt[key]
-    for (i = 1; i <= n; i++) v[i] = rps[key, i]
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-    return v[int((n + 1) / 2)]
-}
+awk "$AWK_MEDIAN"'
 {
     key = $1 " " $2 " " $3
     if (!(($1 " " $2) in seen)) { seen[$1 " " $2] = 1; order[++rows] = $1 " " $2 }

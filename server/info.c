@@ -315,6 +315,41 @@ static void info_storage(struct tl_buf *b, struct info_ctx *x)
     tl_buf_printf(b, "stall_stops:%" PRIu64 "\r\n", st->stall_stops);
 }
 
+static const char *const type_names[] = {"string", "window", "window-sketch", "window-hll",
+                                         "ratelimit"};
+#define N_TYPES (sizeof type_names / sizeof type_names[0])
+
+static int count_type(void *arg, int db, tl_iter *it)
+{
+    (void)db;
+    uint64_t *counts = arg;
+    struct tl_val v;
+    int rc = tl_iter_value(it, &v);
+    if (rc < 0)
+        return rc;
+    const char *name = tl_type_name(&v);
+    for (size_t i = 0; i < N_TYPES; i++)
+        if (strcmp(name, type_names[i]) == 0)
+            counts[i]++;
+    tl_val_clear(&v);
+    return 0;
+}
+
+/* Tally's key types: how many keys of each (a walk of every key and value, so only in INFO
+ * types, all or everything), and the window policies defined. */
+static void info_types(struct tl_buf *b, struct info_ctx *x)
+{
+    (void)x;
+    static const char *const fields[N_TYPES] = {"keys_string", "keys_window", "keys_window_sketch",
+                                                "keys_window_hll", "keys_ratelimit"};
+    uint64_t counts[N_TYPES] = {0};
+    if (!tl_srv->db || tl_keyspace_walk(tl_srv->db, count_type, counts) < 0)
+        return;
+    for (size_t i = 0; i < N_TYPES; i++)
+        tl_buf_printf(b, "%s:%" PRIu64 "\r\n", fields[i], counts[i]);
+    tl_buf_printf(b, "window_policies:%zu\r\n", tl_window_policy_count());
+}
+
 struct info_section {
     const char *name;  /* as INFO's argument */
     const char *title; /* as its "# Title" line */
@@ -335,6 +370,7 @@ static const struct info_section info_sections[] = {
     {"cluster", "Cluster", true, info_cluster},
     {"keyspace", "Keyspace", true, info_keyspace},
     {"storage", "Storage", true, info_storage},
+    {"types", "Types", false, info_types},
 };
 #define TL_N_INFO_SECTIONS (sizeof info_sections / sizeof info_sections[0])
 _Static_assert(TL_N_INFO_SECTIONS <= TL_INFO_MAX_SECTIONS, "raise TL_INFO_MAX_SECTIONS");

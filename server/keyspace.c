@@ -175,9 +175,8 @@ int tl_keyspace_count(tl_db *engine, int db, uint64_t *count)
     return 0;
 }
 
-int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX])
+int tl_keyspace_walk(tl_db *engine, int (*fn)(void *arg, int db, tl_iter *it), void *arg)
 {
-    memset(counts, 0, TL_DATABASES_MAX * sizeof counts[0]);
     tl_iter *it;
     int rc = tl_iter_new(engine, &it);
     if (rc < 0)
@@ -188,11 +187,24 @@ int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX])
         int db = tl_dbkey_db(ekey, elen);
         if (db >= TL_DATABASES_MAX)
             break; /* the internal keys, after every database */
-        if (db >= 0)
-            counts[db]++;
+        if (db >= 0 && (rc = fn(arg, db, it)) < 0)
+            break;
     }
     tl_iter_free(it);
     return rc < 0 ? rc : 0;
+}
+
+static int count_key(void *arg, int db, tl_iter *it)
+{
+    (void)it;
+    ((uint64_t *)arg)[db]++;
+    return 0;
+}
+
+int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX])
+{
+    memset(counts, 0, TL_DATABASES_MAX * sizeof counts[0]);
+    return tl_keyspace_walk(engine, count_key, counts);
 }
 
 /* Compares an engine key with a range bound (memcmp order, a prefix first). */

@@ -198,6 +198,9 @@ int tl_dbiter_key(tl_iter *it, int db, const char **key, size_t *klen);
 /* The keys of database db (DBSIZE); of every database in one walk (INFO keyspace). O(keys). */
 int tl_keyspace_count(tl_db *engine, int db, uint64_t *count);
 int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX]);
+/* Calls fn with the iterator on each key of every database, in engine order; fn returns 0 to
+ * go on or a negative code to stop with it. */
+int tl_keyspace_walk(tl_db *engine, int (*fn)(void *arg, int db, tl_iter *it), void *arg);
 /* Deletes every key of database db (FLUSHDB), raising *seq to the last delete's WAL sequence.
  * When no other database has keys it drops everything at once (tl_db_drop_all) instead; the
  * caller must exclude other commands so that none writes between that check and the drop. */

@@ -216,6 +216,11 @@ static void test_types(void)
         FAIL("a user's EXPIRE was not kept by a write: TTL %lld", ttl->integer);
     freeReplyObject(ttl);
 
+    r = cmd("INFO types");
+    if (r->type != REDIS_REPLY_STRING || !strstr(r->str, "keys_window_sketch:1\r\n") ||
+        !strstr(r->str, "keys_window_hll:1\r\n") || !strstr(r->str, "window_policies:"))
+        FAIL("INFO types does not count the series: %s", r->str ? r->str : "?");
+    freeReplyObject(r);
     r = cmd("DBSIZE");
     long long keys = r->integer;
     freeReplyObject(r);
