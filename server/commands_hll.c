@@ -504,7 +504,8 @@ struct tl_hll_add *tl_hll_add_new(const struct tl_args *a, int from, int to)
     struct tl_hll_add *op = calloc(1, sizeof *op);
     if (!op)
         return NULL;
-    *op = (struct tl_hll_add){.a = a, .from = from, .to = to, .scratch = malloc(sizeof(struct hll))};
+    *op =
+        (struct tl_hll_add){.a = a, .from = from, .to = to, .scratch = malloc(sizeof(struct hll))};
     if (!op->scratch) {
         free(op);
         return NULL;

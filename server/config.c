@@ -488,12 +488,14 @@ static int split_words(const char *line, char *out, char **words, int max_words,
 static int config_window_policy(struct tl_config *c, int n, char **words, char *why, size_t len)
 {
     if (n != 3) {
-        snprintf(why, len, "'window-policy' takes a name and a spec, such as "
-                           "window-policy fraud 1m:3h,1h:8d");
+        snprintf(why, len,
+                 "'window-policy' takes a name and a spec, such as "
+                 "window-policy fraud 1m:3h,1h:8d");
         return -1;
     }
     if (!tl_policy_name_ok(words[1], strlen(words[1]))) {
-        snprintf(why, len, "window-policy: invalid name '%.64s': 1 to %d letters, digits or _ - . :",
+        snprintf(why, len,
+                 "window-policy: invalid name '%.64s': 1 to %d letters, digits or _ - . :",
                  words[1], TL_POLICY_NAME_MAX);
         return -1;
     }

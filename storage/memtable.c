@@ -311,19 +311,53 @@ static int cell_cmp(const void *a, const void *b)
     return tl_key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
+/* A cell to sort, with the first 16 bytes of its key as two big-endian numbers (zero-padded):
+ * most comparisons end on them without touching the cell, which is a cache miss away. */
+struct sort_ent {
+    uint64_t hi, lo;
+    struct tl_cell *c;
+};
+
+static uint64_t key_word(const uint8_t *k, size_t len, size_t off)
+{
+    uint64_t v = 0;
+    for (size_t i = off; i < off + 8; i++)
+        v = v << 8 | (i < len ? k[i] : 0);
+    return v;
+}
+
+static int sort_ent_cmp(const void *a, const void *b)
+{
+    const struct sort_ent *x = a, *y = b;
+    if (x->hi != y->hi)
+        return x->hi < y->hi ? -1 : 1;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return tl_key_cmp(x->c->key, x->c->klen, y->c->key, y->c->klen);
+}
+
 int tl_memtable_sort(struct tl_memtable *m)
 {
     uint64_t n = atomic_load(&m->entries);
     struct tl_cell **v = malloc(sizeof *v * (n ? n : 1));
-    if (!v)
+    struct sort_ent *e = malloc(sizeof *e * (n ? n : 1));
+    if (!v || !e) {
+        free(v);
+        free(e);
         return -ENOMEM;
+    }
     size_t k = 0;
     for (uint64_t i = 0; i <= m->mask && k < n; i++) {
         uint64_t w = atomic_load(&m->slots[i]);
-        if (w != SLOT_EMPTY)
-            v[k++] = cell_at(m, (uint32_t)w);
+        if (w == SLOT_EMPTY)
+            continue;
+        struct tl_cell *c = cell_at(m, (uint32_t)w);
+        e[k++] = (struct sort_ent){key_word(c->key, c->klen, 0), key_word(c->key, c->klen, 8), c};
     }
-    qsort(v, k, sizeof *v, cell_cmp);
+    qsort(e, k, sizeof *e, sort_ent_cmp);
+    for (size_t i = 0; i < k; i++)
+        v[i] = e[i].c;
+    free(e);
     free(m->sorted);
     m->sorted = v;
     m->n_sorted = k;

@@ -30,16 +30,16 @@ extern "C" {
 #define TL_VERSION_STRING  "0.1.0"
 
 /* Error codes beyond errno. */
-#define TL_ECORRUPT  (-4001) /* a checksum or format check failed on disk */
-#define TL_ENOTINT   (-4002) /* the value is not an integer or out of range */
-#define TL_ENOTFLOAT (-4003) /* the value is not a valid float */
-#define TL_EOVERFLOW (-4004) /* increment or decrement would overflow */
-#define TL_ENANINF   (-4005) /* increment would produce NaN or Infinity */
-#define TL_ENOURING  (-4006) /* io_uring cannot be set up on this machine */
-#define TL_ELOCKED   (-4007) /* another process has the data directory open */
-#define TL_ETOOBIG   (-4008) /* a key or value is over its limit */
-#define TL_ECLOSED   (-4009) /* the database is closing or stopped after a fatal I/O error */
-#define TL_EWRONGTYPE (-4010) /* an integer or string operation met a typed value (TL_VAL_TYPED) */
+#define TL_ECORRUPT   (-4001) /* a checksum or format check failed on disk */
+#define TL_ENOTINT    (-4002) /* the value is not an integer or out of range */
+#define TL_ENOTFLOAT  (-4003) /* the value is not a valid float */
+#define TL_EOVERFLOW  (-4004) /* increment or decrement would overflow */
+#define TL_ENANINF    (-4005) /* increment would produce NaN or Infinity */
+#define TL_ENOURING   (-4006) /* io_uring cannot be set up on this machine */
+#define TL_ELOCKED    (-4007) /* another process has the data directory open */
+#define TL_ETOOBIG    (-4008) /* a key or value is over its limit */
+#define TL_ECLOSED    (-4009) /* the database is closing or stopped after a fatal I/O error */
+#define TL_EWRONGTYPE (-4010) /* an integer or string operation met a typed value */
 
 /* Text for a code: "checksum mismatch", "Operation not permitted", ... */
 const char *tl_strerror(int code);
@@ -303,9 +303,9 @@ void tl_iter_free(tl_iter *it);
  * Retention is measured against the database's clock (tl_options.clock_ms): at time now,
  * resolution i holds the buckets that start at or after now - retention_i.
  */
-#define TL_WINDOW_MAX_RES       8
-#define TL_WINDOW_SUFFIX_BYTES  9 /* what a bucket key adds to its series' prefix */
-#define TL_WINDOW_MAX_TIME_MS   ((int64_t)1 << 53) /* the latest timestamp accepted */
+#define TL_WINDOW_MAX_RES      8
+#define TL_WINDOW_SUFFIX_BYTES 9                  /* what a bucket key adds to its series' prefix */
+#define TL_WINDOW_MAX_TIME_MS  ((int64_t)1 << 53) /* the latest timestamp accepted */
 
 struct tl_window_res {
     int64_t width_ms;
