@@ -317,6 +317,10 @@ static int head_update(void *arg, const struct tl_val *cur, int found, struct tl
         if (!managed || cur->expire_ms >= op->at_ms + last->retention_ms)
             return TL_UPDATE_KEEP;
     } else {
+        /* A write the policy would refuse creates nothing. */
+        const struct tl_window_res *last = &op->create->res[op->create->n - 1];
+        if (op->at_ms < tl_now_ms() - last->retention_ms)
+            return -ERANGE;
         op->s.p = *op->create;
         if (getrandom(&op->s.gen, sizeof op->s.gen, 0) != (ssize_t)sizeof op->s.gen)
             return -errno;
@@ -357,6 +361,15 @@ static bool series_for_write(struct tl_client *c, const char *key, size_t klen, 
     int rc = tl_key_update(c, key, klen, head_update, op);
     *s = op->s;
     free(op);
+    if (rc == -ERANGE) {
+        char lim[32];
+        tl_duration_format(p.res[p.n - 1].retention_ms, lim, sizeof lim);
+        tl_reply_errorf(c,
+                        "ERR timestamp %" PRId64 " ms is older than the policy's longest "
+                        "retention (%s before now)",
+                        at_ms, lim);
+        return false;
+    }
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return false;

@@ -125,6 +125,9 @@ static void test_counters(void)
 
     /* Limits and bad arguments. */
     expect_error("ERR timestamp", "longest retention (400d", cmd("WINCRBY c 1 AT 1000"), "too old");
+    expect_error("ERR timestamp", "longest retention (400d", cmd("WINCRBY never 1 AT 1000"),
+                 "too old for a new series");
+    expect_int(0, cmd("EXISTS never"), "a refused write creates no series");
     expect_error("ERR invalid window 'xyz'", NULL, cmd("WGET c xyz"), "bad window");
     expect_error("ERR invalid window '0s'", NULL, cmd("WGET c 0s"), "zero window");
     expect_error("ERR value is not an integer", NULL, cmd("WINCRBY c abc"), "bad delta");
