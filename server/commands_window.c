@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "coding.h" /* the engine's varints: plain inline functions, no engine state */
 #include "server.h"
 #include "sketch.h"
 
@@ -206,27 +207,12 @@ static void series_prefix(struct series *s)
         s->prefix[3 + i] = (char)(uint8_t)(s->gen >> (56 - 8 * i));
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
+/* Reads a varint at *p and moves past it; false when none is there. */
+static bool take_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
+    size_t n = tl_get_varint(*p, end, v);
+    *p += n;
+    return n != 0;
 }
 
 static size_t head_encode(const struct series *s, uint8_t *out)
@@ -235,11 +221,11 @@ static size_t head_encode(const struct series *s, uint8_t *out)
     out[n++] = HEAD_VERSION;
     for (int i = 0; i < 8; i++)
         out[n++] = (uint8_t)(s->gen >> (8 * i));
-    n += put_varint(out + n, (uint64_t)s->auto_expire_ms);
+    n += tl_put_varint(out + n, (uint64_t)s->auto_expire_ms);
     out[n++] = (uint8_t)s->p.n;
     for (int i = 0; i < s->p.n; i++) {
-        n += put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
-        n += put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
+        n += tl_put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
+        n += tl_put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
     }
     return n;
 }
@@ -254,14 +240,14 @@ static bool head_decode(const struct tl_val *v, struct series *s)
     for (int i = 0; i < 8; i++)
         s->gen |= (uint64_t)*p++ << (8 * i);
     uint64_t x, y;
-    if (!get_varint(&p, end, &x) || p == end)
+    if (!take_varint(&p, end, &x) || p == end)
         return false;
     s->auto_expire_ms = (int64_t)x;
     s->p.n = *p++;
     if (s->p.n < 1 || s->p.n > TL_WINDOW_MAX_RES)
         return false;
     for (int i = 0; i < s->p.n; i++) {
-        if (!get_varint(&p, end, &x) || !get_varint(&p, end, &y) || x == 0 || y < x ||
+        if (!take_varint(&p, end, &x) || !take_varint(&p, end, &y) || x == 0 || y < x ||
             y > (uint64_t)TL_WINDOW_MAX_TIME_MS)
             return false;
         s->p.res[i].width_ms = (int64_t)x;

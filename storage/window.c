@@ -261,38 +261,66 @@ static bool bucket_held(const struct tl_window_res *r, int64_t start, int64_t no
     return start >= now - r->retention_ms;
 }
 
-int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq)
+/* Calls write(arg, i, key, klen, expiry) for the bucket holding at_ms of every resolution i that
+ * still holds that time, finest first, until one fails. */
+typedef int (*bucket_write_fn)(void *arg, tl_db *db, int res, const uint8_t *key, size_t klen,
+                               int64_t expire_ms);
+
+static int write_buckets(tl_db *db, const void *prefix, size_t plen,
+                         const struct tl_window_policy *p, int64_t at_ms, bucket_write_fn write,
+                         void *arg)
 {
-    int64_t now;
-    uint8_t *key;
+    int64_t now = 0;
+    uint8_t *key = NULL;
     int rc = write_setup(db, plen, p, at_ms, &now, &key);
     if (rc < 0)
         return rc;
-    bool first = true;
     for (int i = 0; i < p->n && rc >= 0; i++) {
         const struct tl_window_res *r = &p->res[i];
         int64_t start = align_down(at_ms, r->width_ms);
-        if (!bucket_held(r, start, now))
-            continue;
-        size_t klen = bucket_key(prefix, plen, i, start, key);
-        /* The finest bucket's new value is the reply; the others are merged blind. */
-        int64_t v;
-        if (first)
-            rc = tl_db_incr_expire(db, key, klen, delta, start + r->retention_ms, &v, seq);
-        else
-            rc = tl_db_merge_expire(db, key, klen, delta, start + r->retention_ms, seq);
-        if (rc == 0 && first && finest)
-            *finest = v;
-        first = false;
+        if (bucket_held(r, start, now))
+            rc = write(arg, db, i, key, bucket_key(prefix, plen, i, start, key),
+                       start + r->retention_ms);
     }
     free(key);
     return rc;
 }
 
+struct bucket_incr {
+    int64_t delta;
+    int64_t *finest;
+    uint64_t *seq;
+    bool first;
+};
+
+static int incr_bucket(void *arg, tl_db *db, int res, const uint8_t *key, size_t klen,
+                       int64_t expire_ms)
+{
+    (void)res;
+    struct bucket_incr *b = arg;
+    /* The finest bucket's new value is the reply; the others are merged blind. */
+    if (!b->first)
+        return tl_db_merge_expire(db, key, klen, b->delta, expire_ms, b->seq);
+    b->first = false;
+    int64_t v;
+    int rc = tl_db_incr_expire(db, key, klen, b->delta, expire_ms, &v, b->seq);
+    if (rc == 0 && b->finest)
+        *b->finest = v;
+    return rc;
+}
+
+int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
+                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq)
+{
+    struct bucket_incr b = {delta, finest, seq, true};
+    return write_buckets(db, prefix, plen, p, at_ms, incr_bucket, &b);
+}
+
 struct bucket_update {
     tl_update_fn fn;
     void *arg;
+    int *res_index;
+    uint64_t *seq;
     int64_t expire_ms;
 };
 
@@ -305,26 +333,20 @@ static int bucket_update_fn(void *arg, const struct tl_val *cur, int found, stru
     return action;
 }
 
+static int update_bucket(void *arg, tl_db *db, int res, const uint8_t *key, size_t klen,
+                         int64_t expire_ms)
+{
+    struct bucket_update *u = arg;
+    u->expire_ms = expire_ms;
+    *u->res_index = res;
+    return tl_db_update(db, key, klen, bucket_update_fn, u, u->seq);
+}
+
 int tl_window_update(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
                      int64_t at_ms, tl_update_fn fn, void *arg, int *res_index, uint64_t *seq)
 {
-    int64_t now;
-    uint8_t *key;
-    int rc = write_setup(db, plen, p, at_ms, &now, &key);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; i < p->n && rc >= 0; i++) {
-        const struct tl_window_res *r = &p->res[i];
-        int64_t start = align_down(at_ms, r->width_ms);
-        if (!bucket_held(r, start, now))
-            continue;
-        size_t klen = bucket_key(prefix, plen, i, start, key);
-        struct bucket_update u = {fn, arg, start + r->retention_ms};
-        *res_index = i;
-        rc = tl_db_update(db, key, klen, bucket_update_fn, &u, seq);
-    }
-    free(key);
-    return rc;
+    struct bucket_update u = {fn, arg, res_index, seq, 0};
+    return write_buckets(db, prefix, plen, p, at_ms, update_bucket, &u);
 }
 
 /* Visits the buckets of one resolution with starts in [from, to) through an open iterator. */
@@ -375,7 +397,7 @@ int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_
     if (n == 0)
         return 0;
     tl_iter *it;
-    uint8_t *key;
+    uint8_t *key = NULL;
     int rc = visit_setup(db, plen, &it, &key);
     if (rc < 0)
         return rc;
@@ -391,7 +413,7 @@ int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t
                     int64_t to_ms, tl_window_visit_fn fn, void *arg)
 {
     tl_iter *it;
-    uint8_t *key;
+    uint8_t *key = NULL;
     int rc = visit_setup(db, plen, &it, &key);
     if (rc < 0)
         return rc;
