@@ -38,43 +38,18 @@ parse_quick "$@"
 require_tools "apt-get install redis-server redis-tools" redis-server redis-benchmark redis-cli
 find_tallyd
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-compare-redis-XXXXXX")
-redis_pid=
-tally_pid=
-cleanup() {
-    for pid in $redis_pid $tally_pid; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+make_tmp compare-redis
 
 # start_servers MODE: MODE is everysec or always; fresh directories each time.
 start_servers() {
-    rm -rf "$tmp/redis" "$tmp/tally"
-    mkdir -p "$tmp/redis" "$tmp/tally"
-    redis_port=$(free_port)
-    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/redis" --save '' \
-        --appendonly yes --appendfsync "$1" --daemonize no >"$tmp/redis.log" 2>&1 &
-    redis_pid=$!
-    tally_port=$(free_port)
-    # shellcheck disable=SC2086 # TALLYD_ARGS is a list of options
-    "$tallyd" --port "$tally_port" --dir "$tmp/tally" --fsync "$1" ${TALLYD_ARGS:-} \
-        >"$tmp/tally.log" 2>&1 &
-    tally_pid=$!
-    wait_ready "$redis_pid" "$redis_port" redis
-    wait_ready "$tally_pid" "$tally_port" tally
+    start_redis redis "$1"
+    start_tallyd tally "$1"
     echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port" \
         "$redis_port, tallyd on port $tally_port (${TALLYD_ARGS:-default options}), both with $1 durability" >&2
 }
 
 stop_servers() {
-    for pid in $redis_pid $tally_pid; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "$redis_pid" "$tally_pid"
     redis_pid=
     tally_pid=
 }

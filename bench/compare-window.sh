@@ -28,31 +28,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 parse_quick "$@"
 require_tools "apt-get install redis-tools" redis-benchmark redis-cli
 find_tallyd
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-compare-window-XXXXXX")
-tally_pid=
-cleanup() {
-    if [ -n "$tally_pid" ]; then
-        kill -9 "$tally_pid" 2>/dev/null || true
-        wait "$tally_pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+make_tmp compare-window
 start_tally() {
-    rm -rf "$tmp/tally"
-    mkdir -p "$tmp/tally"
-    port=$(free_port)
-    # shellcheck disable=SC2086 # TALLYD_ARGS is a list of options
-    "$tallyd" --port "$port" --dir "$tmp/tally" --fsync everysec ${TALLYD_ARGS:-} \
-        >"$tmp/tally.log" 2>&1 &
-    tally_pid=$!
-    wait_ready "$tally_pid" "$port" tally
+    start_tallyd tally everysec
+    port=$tally_port
 }
 
 stop_tally() {
-    kill "$tally_pid" 2>/dev/null || true
-    wait "$tally_pid" 2>/dev/null || true
+    stop_pids "$tally_pid"
     tally_pid=
 }
 

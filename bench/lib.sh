@@ -1,7 +1,8 @@
 # lib.sh - what the benchmark scripts share (sourced, not run): the usage check, the tools
-# and the tallyd binary, request counts scaled by SCALE, waiting for a server to answer, and
-# free loopback ports. The sourcing script sets here (its folder) first; SCALE,
-# START_WAIT_TENTHS and tmp (where NAME.log files are) before it calls these.
+# and the tallyd binary, request counts scaled by SCALE, waiting for a server to answer, free
+# loopback ports, and starting and stopping redis-server and tallyd. The sourcing script sets
+# here (its folder) first; SCALE, START_WAIT_TENTHS and tmp (where NAME.log files and server
+# directories go) before it calls these.
 
 # parse_quick ARG: --quick sets one round and a tenth of the requests; anything else is usage.
 parse_quick() {
@@ -72,6 +73,61 @@ free_port() {
     done
 }
 
+# start_redis NAME MODE [OPTION...]: redis-server with appendonly yes and appendfsync MODE, no
+# RDB snapshots, in a fresh directory $tmp/NAME on a free port; sets redis_pid and redis_port.
+start_redis() {
+    srv_name=$1 srv_mode=$2
+    shift 2
+    rm -rf "${tmp:?}/$srv_name"
+    mkdir -p "$tmp/$srv_name"
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$tmp/$srv_name" --save '' \
+        --appendonly yes --appendfsync "$srv_mode" --daemonize no "$@" \
+        >"$tmp/$srv_name.log" 2>&1 &
+    redis_pid=$!
+    wait_ready "$redis_pid" "$redis_port" "$srv_name"
+}
+
+# start_tallyd NAME MODE: tallyd --fsync MODE with TALLYD_ARGS in a fresh directory $tmp/NAME on
+# a free port; sets tally_pid and tally_port.
+start_tallyd() {
+    srv_name=$1 srv_mode=$2
+    rm -rf "${tmp:?}/$srv_name"
+    mkdir -p "$tmp/$srv_name"
+    tally_port=$(free_port)
+    # shellcheck disable=SC2086 # TALLYD_ARGS is a list of options
+    "$tallyd" --port "$tally_port" --dir "$tmp/$srv_name" --fsync "$srv_mode" ${TALLYD_ARGS:-} \
+        >"$tmp/$srv_name.log" 2>&1 &
+    tally_pid=$!
+    wait_ready "$tally_pid" "$tally_port" "$srv_name"
+}
+
+# make_tmp NAME: sets tmp to a fresh directory, removed at exit after the servers still running
+# (redis_pid, tally_pid) are killed.
+make_tmp() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-$1-XXXXXX")
+    redis_pid=
+    tally_pid=
+    trap kill_servers_and_tmp EXIT
+    trap 'exit 1' INT TERM
+}
+
+kill_servers_and_tmp() {
+    for pid in $redis_pid $tally_pid; do
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+
+# stop_pids PID...: SIGTERM, then waits for each (empty arguments are skipped).
+stop_pids() {
+    for pid in "$@"; do
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
 
 # An awk function for the result tables: median(key) of rps[key, 1..cnt[key]].
 AWK_MEDIAN='

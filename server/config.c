@@ -109,7 +109,7 @@ static const struct cfg_setting settings[] = {
      "most clients connected at once; more are refused with an error"},
     {"proto-max-bulk-len", NULL, CFG_SIZE, FIELD(proto_max_bulk_len), "512mb", 1 * MIB, LLONG_MAX,
      NULL, true, "longest bulk string a request may carry"},
-    {"max-multibulk-len", NULL, CFG_LLONG, FIELD(max_multibulk_len), "1048576", 1, INT_MAX, NULL,
+    {"max-multibulk-len", NULL, CFG_LLONG, FIELD(max_multibulk_len), "2147483647", 1, INT_MAX, NULL,
      true, "most arguments in one request"},
     {"inline-max-size", NULL, CFG_SIZE, FIELD(inline_max_size), "64kb", 1 * KIB, 1 * GIB, NULL,
      true, "longest inline (telnet-style) request line"},

@@ -66,7 +66,7 @@ struct tl_config {
     enum tl_fsync_mode fsync;             /* everysec */
     int maxclients;                       /* 10000 */
     long long proto_max_bulk_len;         /* 512 MiB, as Redis */
-    long long max_multibulk_len;          /* 1048576 arguments (Redis's limit) */
+    long long max_multibulk_len;          /* INT_MAX arguments, as Redis 7 */
     long long inline_max_size;            /* 64 KiB */
     long long client_query_buffer_limit;  /* 1 GiB, as Redis */
     long long client_output_buffer_limit; /* 256 MiB: a client over it is disconnected */

@@ -188,6 +188,10 @@ static bool decode_at(struct tl_block_iter *it, size_t off)
     if (shared > it->klen || unshared > left || vlen > left - unshared)
         goto corrupt;
     size_t klen = (size_t)(shared + unshared);
+    /* No writer makes a longer key (sst_builder.c refuses one); without this bound, keys that
+     * each grow the last by a byte would make the index's copies quadratic in its size. */
+    if (klen > TL_MAX_KEY_BYTES)
+        goto corrupt;
     if (klen > it->kcap) {
         size_t cap = it->kcap ? it->kcap : BLOCK_INITIAL_KEY;
         while (cap < klen)
@@ -280,4 +284,37 @@ void tl_block_iter_seek(struct tl_block_iter *it, const void *key, size_t klen)
         return;
     while (tl_block_iter_valid(it) && tl_key_cmp(it->key, it->klen, key, klen) < 0)
         tl_block_iter_next(it);
+}
+
+int tl_block_check_restarts(const uint8_t *data, size_t size)
+{
+    struct tl_block_iter it;
+    if (tl_block_iter_init(&it, data, size) < 0)
+        return TL_ECORRUPT;
+    /* Scanning starts at restart 0, so its first entry must be the block's first. */
+    uint32_t r = 0;
+    int rc = 0;
+    tl_block_iter_first(&it);
+    if (tl_block_iter_valid(&it) && it.cur != 0)
+        rc = TL_ECORRUPT;
+    for (; tl_block_iter_valid(&it) && rc == 0; tl_block_iter_next(&it)) {
+        size_t due =
+            r < it.n_restarts ? tl_get_u32(it.restarts + (size_t)r * BLOCK_RESTART_BYTES) : it.size;
+        uint64_t shared = 0;
+        if (due < it.cur)
+            rc = TL_ECORRUPT; /* restart r points inside an entry, or restarts go backwards */
+        if (due != it.cur)
+            continue;
+        /* decode_at read this varint already: it is whole. */
+        tl_get_varint(it.data + it.cur, it.data + it.size, &shared);
+        if (shared != 0)
+            rc = TL_ECORRUPT;
+        r++;
+    }
+    if (rc == 0 && it.status)
+        rc = it.status;
+    if (rc == 0 && r != it.n_restarts)
+        rc = TL_ECORRUPT;
+    tl_block_iter_free(&it);
+    return rc;
 }

@@ -71,4 +71,9 @@ static inline bool tl_block_iter_valid(const struct tl_block_iter *it)
     return it->status == 0 && it->cur < it->size;
 }
 
+/* Checks what seeking relies on and a scan does not see: restart 0 is the first entry, and
+ * every restart offset is the start of an entry that shares no prefix, in increasing order.
+ * Returns 0, TL_ECORRUPT, or -ENOMEM. */
+int tl_block_check_restarts(const uint8_t *data, size_t size);
+
 #endif

@@ -453,9 +453,11 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
     pthread_mutex_lock(&db->mutex);
     edit.has_next_file = true;
     edit.next_file_number = db->next_file;
-    /* From here the edit may be on disk even if the call fails: keep the outputs. */
+    /* From here the edit may be on disk even if the call fails: keep the outputs (a failed
+     * log keeps them as orphans until a later edit is logged). */
     logged = true;
-    rc = tl_manifest_log(db->manifest, &edit);
+    rc = tl_db_log_edit_locked(db, &edit);
+    bool installing = rc == 0;
     struct tl_version *nv = rc == 0 ? tl_version_clone(db->current) : NULL;
     if (rc == 0 && !nv)
         rc = tl_error(-ENOMEM, "out of memory installing a compaction");
@@ -472,6 +474,13 @@ static int run_compaction(struct tl_db *db, struct compaction *c)
             db->level_pointer[c->pointer_level] = p;
             db->level_pointer_len[c->pointer_level] = m->largest_len;
         }
+    }
+    if (rc < 0 && installing && !db->bg_error) {
+        db->bg_error = rc; /* the manifest holds the edit, memory does not */
+        fprintf(stderr,
+                "tally: a compaction in %s was logged but not installed, writes stopped "
+                "until a restart: %s\n",
+                db->dir, tl_last_error());
     }
     pthread_mutex_unlock(&db->mutex);
     if (rc == 0 && c->progress)
@@ -574,14 +583,13 @@ static int pick_manual(struct tl_db *db, struct compaction *c)
     return c->n_inputs > 0;
 }
 
+/* A background compaction failed: its inputs stay, its unlogged outputs were removed, and it
+ * is tried again after a delay (db->mutex held). */
 static void log_failure(struct tl_db *db, int rc)
 {
     if (rc == -ECANCELED)
         return;
-    if (!db->bg_error)
-        db->bg_error = rc;
-    fprintf(stderr, "tally: compaction in %s failed, writes stopped: %s\n", db->dir,
-            tl_last_error());
+    tl_bg_failed_locked(db, &db->compaction_failure, "compaction", rc);
 }
 
 void *tl_compaction_thread(void *arg)
@@ -601,7 +609,8 @@ void *tl_compaction_thread(void *arg)
             db->manual_running = true;
             manual = true;
             picked = pick_manual(db, &c);
-        } else if (db->opt.background_compaction && !db->bg_error) {
+        } else if (db->opt.background_compaction && !db->bg_error &&
+                   tl_bg_retry_due(&db->compaction_failure)) {
             picked = pick_compaction(db, &c);
         }
         if (picked <= 0) {
@@ -617,6 +626,8 @@ void *tl_compaction_thread(void *arg)
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += TL_COMPACTION_TICK_MS / 1000;
+            if (db->compaction_failure.error) /* sooner: the retry */
+                ts = db->compaction_failure.retry_at;
             pthread_cond_timedwait(&db->bg_cond, &db->mutex, &ts);
             continue;
         }
@@ -628,6 +639,8 @@ void *tl_compaction_thread(void *arg)
         compaction_release_locked(db, &c);
         if (rc < 0 && !manual)
             log_failure(db, rc);
+        else if (rc == 0)
+            tl_bg_succeeded_locked(&db->compaction_failure);
         if (manual) {
             db->manual_result = rc;
             db->manual_running = false;

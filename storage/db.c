@@ -14,6 +14,15 @@
  * Recovery replays the WAL segments the manifest still needs into memtables without reading
  * older layers (cells hold deltas), writes them out as level-0 tables, and records those tables
  * and a new WAL segment in one manifest edit.
+ *
+ * I/O errors do not stop the database. A failed WAL write or sync fails the writes that wait
+ * for it and refuses new ones until the WAL repairs itself (wal.c); a failed flush is retried
+ * after a delay (TL_BG_RETRY_MIN_MS, doubling to TL_BG_RETRY_MAX_MS) with the frozen memtable
+ * kept, and the partial table deleted; writes fail only when they would have to wait for it
+ * (every frozen memtable slot taken). A table whose manifest edit failed is kept until a later
+ * edit is logged (tl_db_log_edit_locked): the edit may be on disk. Only a state where the
+ * manifest and memory may disagree (a logged table that could not be installed) sets
+ * bg_error, which stops writes until a restart.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -159,6 +168,15 @@ static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
         }
         if (db->current->n_imm < db->opt.max_immutable_memtables)
             break;
+        if (db->flush_failure.error) {
+            /* Waiting would outlast the caller's patience on a full or failing disk. */
+            int rc = tl_error(db->flush_failure.error,
+                              "%s: the memtable is full and %d frozen ones wait for a flush, which "
+                              "failed (%s); writes fail until a retry succeeds",
+                              db->dir, db->current->n_imm, db->flush_failure.msg);
+            pthread_mutex_unlock(&db->mutex);
+            return rc;
+        }
         atomic_fetch_add(&db->stall_stops, 1);
         pthread_cond_wait(&db->done_cond, &db->mutex);
     }
@@ -180,9 +198,8 @@ static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
     pthread_mutex_lock(&db->mutex);
     db->switching = false;
     if (rc < 0) {
+        /* The WAL is broken: m stays active, the write fails, and a later one switches. */
         atomic_store(&m->frozen, 0);
-        if (!db->bg_error)
-            db->bg_error = rc;
         pthread_cond_broadcast(&db->done_cond);
         pthread_mutex_unlock(&db->mutex);
         return rc;
@@ -218,10 +235,19 @@ static int throttle_l0(struct tl_db *db)
     if ((int)n >= db->opt.l0_stop_trigger) {
         atomic_fetch_add(&db->stall_stops, 1);
         while ((int)db->current->n_files[0] >= db->opt.l0_stop_trigger && !db->bg_error &&
-               !db->stopping)
+               !db->compaction_failure.error && !db->stopping)
             pthread_cond_wait(&db->done_cond, &db->mutex);
+        int rc = db->bg_error;
+        if (!rc && (int)db->current->n_files[0] >= db->opt.l0_stop_trigger &&
+            db->compaction_failure.error)
+            rc = tl_error(db->compaction_failure.error,
+                          "%s: level 0 holds %zu tables (the stop trigger is %d) and the "
+                          "compaction that would merge them failed (%s); writes fail until a "
+                          "retry succeeds",
+                          db->dir, db->current->n_files[0], db->opt.l0_stop_trigger,
+                          db->compaction_failure.msg);
         pthread_mutex_unlock(&db->mutex);
-        return db->bg_error;
+        return rc;
     }
     pthread_mutex_unlock(&db->mutex);
     if ((int)n >= db->opt.l0_slowdown_trigger) {
@@ -439,8 +465,8 @@ static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool bli
                         TL_MAX_KEY_BYTES);
     if (db->bg_error)
         return tl_error(TL_ECLOSED,
-                        "%s: writes are stopped after an earlier I/O error (%s); "
-                        "restart to recover from the WAL",
+                        "%s: writes are stopped: the manifest and memory may disagree after "
+                        "an earlier error (%s); restart to recover from the WAL",
                         db->dir, tl_strerror(db->bg_error));
     int rc = throttle_l0(db);
     if (rc < 0)
@@ -894,6 +920,78 @@ uint64_t tl_db_durable_seq(tl_db *db)
     return tl_wal_durable_seq(db->wal);
 }
 
+/* ---- background failures and the manifest --------------------------------------------- */
+
+static struct timespec realtime_after_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t); /* bg_cond and done_cond use the default clock */
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+void tl_bg_failed_locked(struct tl_db *db, struct tl_bg_failure *f, const char *what, int rc)
+{
+    if (!f->error)
+        fprintf(stderr, "tally: %s in %s failed, retrying: %s\n", what, db->dir, tl_last_error());
+    f->delay_ms = !f->error                              ? TL_BG_RETRY_MIN_MS
+                  : f->delay_ms * 2 > TL_BG_RETRY_MAX_MS ? TL_BG_RETRY_MAX_MS
+                                                         : f->delay_ms * 2;
+    f->error = rc;
+    f->count++;
+    snprintf(f->msg, sizeof f->msg, "%s: %s", what, tl_last_error());
+    f->retry_at = realtime_after_ms(f->delay_ms);
+    pthread_cond_broadcast(&db->done_cond);
+}
+
+void tl_bg_succeeded_locked(struct tl_bg_failure *f)
+{
+    f->error = 0;
+    f->delay_ms = 0;
+}
+
+bool tl_bg_retry_due(const struct tl_bg_failure *f)
+{
+    if (!f->error)
+        return true;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > f->retry_at.tv_sec ||
+           (now.tv_sec == f->retry_at.tv_sec && now.tv_nsec >= f->retry_at.tv_nsec);
+}
+
+int tl_db_log_edit_locked(struct tl_db *db, const struct tl_version_edit *e)
+{
+    int rc = tl_manifest_log(db->manifest, e);
+    char path[TL_PATH_MAX];
+    if (rc < 0) {
+        for (size_t i = 0; i < e->n_added; i++) {
+            if (db->n_orphans == db->cap_orphans) {
+                size_t cap = db->cap_orphans ? db->cap_orphans * 2 : 16;
+                uint64_t *p = realloc(db->orphans, cap * sizeof *p);
+                if (!p)
+                    break; /* the file stays until the next open removes it */
+                db->orphans = p;
+                db->cap_orphans = cap;
+            }
+            db->orphans[db->n_orphans++] = e->added[i].number;
+        }
+        return rc;
+    }
+    /* The manifest was rewritten without the failed edits before this one was logged. */
+    for (size_t i = 0; i < db->n_orphans; i++) {
+        tl_sst_file_path(path, sizeof path, db->dir, db->orphans[i]);
+        tl_db_delete_file_locked(db, path);
+    }
+    db->n_orphans = 0;
+    return 0;
+}
+
 /* ---- flushing memtables to level-0 tables ----------------------------------------------- */
 
 /* Writes m's written cells as a new table; meta->number is 0 when there was nothing to write. */
@@ -988,6 +1086,7 @@ static int flush_oldest(struct tl_db *db)
     pthread_mutex_unlock(&db->mutex);
 
     struct tl_file_meta meta;
+    bool logged = false; /* the edit is in the manifest: memory must follow */
     int rc = write_memtable(db, m, number, &meta);
 
     pthread_mutex_lock(&db->mutex);
@@ -995,8 +1094,12 @@ static int flush_oldest(struct tl_db *db)
         goto out;
     struct tl_version_edit e;
     tl_edit_init(&e);
-    if (meta.number && (rc = tl_edit_add_file(&e, &meta)) < 0)
+    if (meta.number && (rc = tl_edit_add_file(&e, &meta)) < 0) {
+        char path[TL_PATH_MAX];
+        tl_sst_file_path(path, sizeof path, db->dir, meta.number);
+        tl_db_delete_file_locked(db, path); /* never logged */
         goto out_edit;
+    }
     /* The oldest segment still needed is that of the next memtable to flush. */
     struct tl_version *cur = db->current;
     uint64_t log_number =
@@ -1007,9 +1110,10 @@ static int flush_oldest(struct tl_db *db)
     e.next_file_number = db->next_file;
     e.has_last_seq = true;
     e.last_seq = m->last_seq;
-    rc = tl_manifest_log(db->manifest, &e);
+    rc = tl_db_log_edit_locked(db, &e);
     if (rc < 0)
         goto out_edit;
+    logged = true;
     struct tl_version *nv = tl_version_clone(cur);
     if (!nv) {
         rc = tl_error(-ENOMEM, "out of memory installing a flushed table");
@@ -1038,10 +1142,19 @@ out:
     m->refs--;
     if (m->refs == 0 && m != atomic_load(&db->active))
         tl_memtable_reset(m);
-    if (rc < 0 && !db->bg_error) {
+    if (rc < 0 && logged && !db->bg_error) {
         db->bg_error = rc;
-        fprintf(stderr, "tally: flush of memtable to %06llu.sst failed, writes stopped: %s\n",
+        fprintf(stderr,
+                "tally: %06llu.sst is in the manifest but could not be installed, writes "
+                "stopped until a restart: %s\n",
                 (unsigned long long)number, tl_last_error());
+    } else if (rc < 0) {
+        char what[64];
+        snprintf(what, sizeof what, "flush of a memtable to %06llu.sst",
+                 (unsigned long long)number);
+        tl_bg_failed_locked(db, &db->flush_failure, what, rc);
+    } else {
+        tl_bg_succeeded_locked(&db->flush_failure);
     }
     pthread_cond_broadcast(&db->done_cond);
     pthread_cond_broadcast(&db->bg_cond);
@@ -1054,8 +1167,13 @@ static void *flush_thread_main(void *arg)
     struct tl_db *db = arg;
     pthread_mutex_lock(&db->mutex);
     for (;;) {
-        while (!db->stopping && !db->bg_error && (db->current->n_imm == 0 || db->dropping))
-            pthread_cond_wait(&db->bg_cond, &db->mutex);
+        while (!db->stopping && !db->bg_error &&
+               (db->current->n_imm == 0 || db->dropping || !tl_bg_retry_due(&db->flush_failure))) {
+            if (db->flush_failure.error && db->current->n_imm > 0 && !db->dropping)
+                pthread_cond_timedwait(&db->bg_cond, &db->mutex, &db->flush_failure.retry_at);
+            else
+                pthread_cond_wait(&db->bg_cond, &db->mutex);
+        }
         if (db->stopping || db->bg_error)
             break;
         db->flushing = true;
@@ -1078,9 +1196,14 @@ int tl_db_flush(tl_db *db)
             return rc;
     }
     pthread_mutex_lock(&db->mutex);
-    while (db->current->n_imm > 0 && !db->bg_error && !db->stopping)
+    uint64_t failures = db->flush_failure.count;
+    while (db->current->n_imm > 0 && !db->bg_error && !db->stopping &&
+           db->flush_failure.count == failures)
         pthread_cond_wait(&db->done_cond, &db->mutex);
     int rc = db->bg_error;
+    if (rc == 0 && db->flush_failure.count != failures && db->current->n_imm > 0)
+        rc = tl_error(db->flush_failure.error, "%s: flush failed (%s); it is retried later",
+                      db->dir, db->flush_failure.msg);
     if (rc == 0 && db->current->n_imm > 0)
         rc = tl_error(TL_ECLOSED, "%s is closing: the flush did not finish", db->dir);
     pthread_mutex_unlock(&db->mutex);
@@ -1154,8 +1277,10 @@ int tl_db_drop_all(tl_db *db)
     e.next_file_number = db->next_file;
     e.has_last_seq = true;
     e.last_seq = tl_wal_next_seq(db->wal) - 1;
+    bool logged = false;
     if (rc == 0)
-        rc = tl_manifest_log(db->manifest, &e);
+        rc = tl_db_log_edit_locked(db, &e);
+    logged = rc == 0;
     struct tl_version *nv = rc == 0 ? tl_version_clone(cur) : NULL;
     if (rc == 0 && !nv)
         rc = tl_error(-ENOMEM, "out of memory dropping every key");
@@ -1178,8 +1303,13 @@ int tl_db_drop_all(tl_db *db)
                 tl_db_delete_file_locked(db, path);
         }
         db->log_number = number;
-    } else if (!db->bg_error) {
-        db->bg_error = rc; /* the manifest may or may not hold the edit: stop writing */
+    } else if (logged) {
+        if (!db->bg_error)
+            db->bg_error = rc; /* the manifest holds the edit, memory does not: stop writing */
+    } else {
+        /* Not logged (or, after a failed append, maybe in the old manifest until the next
+         * edit rewrites it): the drop did not happen; m takes writes again. */
+        atomic_store(&m->frozen, 0);
     }
     tl_edit_free(&e);
 out:
@@ -1430,6 +1560,7 @@ static void db_free(struct tl_db *db)
     for (size_t i = 0; i < db->n_pending_deletes; i++)
         free(db->pending_deletes[i]);
     free(db->pending_deletes);
+    free(db->orphans);
     for (int l = 0; l < TL_MAX_LEVELS; l++)
         free(db->level_pointer[l]);
     free(db->manual_begin);

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "block_cache.h"
 #include "manifest.h"
@@ -39,6 +40,11 @@
 #define TL_SLOWDOWN_US 1000
 /* The compaction thread looks for expired files at least this often. */
 #define TL_COMPACTION_TICK_MS 1000
+/* A failed flush or compaction is tried again after this long, the delay doubling up to the
+ * second bound while it keeps failing (a full or failing disk). */
+#define TL_BG_RETRY_MIN_MS 20
+#define TL_BG_RETRY_MAX_MS 1000
+#define TL_BG_MSG_BYTES    512
 
 /* An open SSTable in a level. refs and obsolete are guarded by db->mutex. */
 struct tl_table {
@@ -85,7 +91,23 @@ struct tl_db {
     pthread_t flush_thread, compaction_thread;
     bool threads_started;
     _Atomic bool stopping;
-    _Atomic int bg_error;    /* first fatal background error; writes fail with it afterwards */
+    /* The first error that left memory and the manifest disagreeing (a table logged but not
+     * installed): writes fail with it until a restart. I/O errors do not set it. */
+    _Atomic int bg_error;
+    /* The last flush or compaction failure, 0 once one succeeds (guarded by mutex): retried
+     * after a delay; writes that must wait for a flush (too many frozen memtables) or a
+     * compaction (the L0 stop trigger) fail with it rather than wait. */
+    struct tl_bg_failure {
+        int error;
+        char msg[TL_BG_MSG_BYTES];
+        uint64_t count; /* failures so far */
+        long delay_ms;  /* before the next try */
+        struct timespec retry_at;
+    } flush_failure, compaction_failure;
+    /* Tables written whose manifest edit failed: the edit may be on disk in the old manifest,
+     * so they are kept until a later edit is logged (which rewrites the manifest without it). */
+    uint64_t *orphans;
+    size_t n_orphans, cap_orphans;
     _Atomic size_t l0_files; /* files in L0 of the current version, for a lock-free peek */
     bool flushing;
     bool compacting;
@@ -138,6 +160,15 @@ uint64_t tl_level_bytes(const struct tl_version *v, int level);
 void tl_sst_file_path(char *buf, size_t cap, const char *dir, uint64_t number);
 /* Deletes a file now, or later if files are pinned by a checkpoint (db->mutex held). */
 void tl_db_delete_file_locked(struct tl_db *db, const char *path);
+/* Logs e to the manifest (db->mutex held). On failure the tables e adds are kept as orphans;
+ * on success the orphans of earlier failures are deleted. */
+int tl_db_log_edit_locked(struct tl_db *db, const struct tl_version_edit *e);
+/* A flush or compaction failed with rc (db->mutex held): keeps the message, schedules the
+ * retry, and wakes writers waiting on it. Success clears it. */
+void tl_bg_failed_locked(struct tl_db *db, struct tl_bg_failure *f, const char *what, int rc);
+void tl_bg_succeeded_locked(struct tl_bg_failure *f);
+/* Whether the retry of a failed flush or compaction is due (db->mutex held). */
+bool tl_bg_retry_due(const struct tl_bg_failure *f);
 
 /* Folds the key's records from the layers of v older than `from`: the frozen memtables
  * (skip_active) and the SSTables. Stops once the fold is done. */

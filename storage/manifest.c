@@ -26,9 +26,18 @@
  * is written first and made current, and the old file removed; the edit then goes to the new
  * file. roll_at is TL_MANIFEST_ROLL_BYTES, or twice the snapshot if that is larger, so a state
  * whose snapshot alone passes the bound does not roll at every edit. If the roll fails before
- * CURRENT is renamed, nothing has changed and the edit is not logged; a failure after the
- * rename, or of an append, stops the manifest (later calls fail with TL_ECLOSED): the database
- * must be reopened, and recovery ignores a torn last record.
+ * CURRENT is renamed, nothing has changed and the edit is not logged.
+ *
+ * Failures. A failed append (a write error, a short write, a failed fdatasync) leaves the file
+ * ending in a torn record or in one whose durability is unknown; the state in memory does not
+ * take the edit. Nothing more is ever appended to that file: the next tl_manifest_log first
+ * switches to a new file holding a snapshot of the state without the failed edit, so a record
+ * is never written after a torn one, and once the switch is done the failed edit is in no file
+ * CURRENT can name (until then, recovery from the old file may or may not see it; the engine
+ * keeps the tables such an edit adds, tl_db_log_edit_locked). A switch that fails after the
+ * rename of CURRENT leaves both files and is done again at the next edit, with a new number
+ * (the file CURRENT may name is never truncated). Each failure is reported to the caller; the
+ * manifest itself never stops.
  *
  * CURRENT is replaced by writing CURRENT.tmp, syncing it, renaming it over CURRENT and syncing
  * the directory. Every read, write and sync of these files goes through uring_io.
@@ -59,7 +68,6 @@
 #define MAN_NAME_PREFIX  "MANIFEST-"
 #define MAN_NAME_BYTES   32
 #define MAN_PATH_BYTES   PATH_MAX
-#define MAN_MSG_BYTES    1024
 #define MAN_WHY_BYTES    256
 /* A manifest file larger than this is refused rather than read into memory: rolling keeps
  * real ones near TL_MANIFEST_ROLL_BYTES or twice a snapshot. */
@@ -453,10 +461,9 @@ struct tl_manifest {
     char path[MAN_PATH_BYTES];
     uint64_t number;
     int fd;
-    uint64_t size;    /* the end of the file, where the next record goes */
-    uint64_t roll_at; /* roll before appending once size reaches this */
-    bool failed;
-    char fail_msg[MAN_MSG_BYTES];
+    uint64_t size;                /* the end of the file, where the next record goes */
+    uint64_t roll_at;             /* roll before appending once size reaches this */
+    bool needs_switch;            /* an append failed: the next edit goes to a new file */
     struct tl_version_edit state; /* live files in added, unordered */
     struct file_index index;
 };
@@ -773,7 +780,8 @@ static int current_read(const char *dir, char *name, size_t cap, uint64_t *numbe
         return tl_error((int)got, "%s: read failed: %s", path, strerror((int)-got));
     buf[got] = 0;
     size_t plen = strlen(MAN_NAME_PREFIX);
-    size_t digits = strspn(buf + plen, "0123456789");
+    /* Past buf[got] the buffer holds nothing read: look for digits only within what was. */
+    size_t digits = (size_t)got > plen ? strspn(buf + plen, "0123456789") : 0;
     bool ok = (size_t)got > plen && strncmp(buf, MAN_NAME_PREFIX, plen) == 0 && digits > 0 &&
               digits <= MAN_MAX_NUMBER_DIGITS && (size_t)got == plen + digits + 1 &&
               buf[plen + digits] == '\n' && plen + digits < cap;
@@ -822,13 +830,6 @@ static int current_write(const char *dir, const char *name, bool *renamed)
 
 /* ---- Switching to a new manifest file ---- */
 
-static void stop_manifest(struct tl_manifest *m)
-{
-    m->failed = true;
-    snprintf(m->fail_msg, sizeof m->fail_msg,
-             "%s; the manifest is stopped: fix the disk and reopen the database", tl_last_error());
-}
-
 /* Writes a new manifest file holding a snapshot of the state, makes it current and removes the
  * old file. Fails without changing anything unless CURRENT was renamed. */
 static int manifest_switch(struct tl_manifest *m)
@@ -869,9 +870,11 @@ static int manifest_switch(struct tl_manifest *m)
     rc = current_write(m->dir, name, &renamed);
     if (rc < 0) {
         if (renamed) {
-            /* CURRENT may name either file after a crash: keep both, stop. */
+            /* CURRENT may name either file after a crash: keep both, and switch again at
+             * the next edit to a file of a new number (this one must not be truncated). */
             close(fd);
-            stop_manifest(m);
+            m->needs_switch = true;
+            m->state.next_file_number = number + 1;
             return rc;
         }
         goto fail;
@@ -890,6 +893,7 @@ static int manifest_switch(struct tl_manifest *m)
     m->size = len;
     m->roll_at = len * 2 > TL_MANIFEST_ROLL_BYTES ? len * 2 : TL_MANIFEST_ROLL_BYTES;
     m->state.next_file_number = number + 1;
+    m->needs_switch = false;
     return 0;
 
 fail:
@@ -1008,8 +1012,6 @@ fail:
 
 int tl_manifest_log(struct tl_manifest *m, const struct tl_version_edit *edit)
 {
-    if (m->failed)
-        return tl_error(TL_ECLOSED, "%s", m->fail_msg);
     char why[MAN_WHY_BYTES];
     int rc = edit_check(m, edit, why, sizeof why);
     if (rc < 0)
@@ -1017,7 +1019,7 @@ int tl_manifest_log(struct tl_manifest *m, const struct tl_version_edit *edit)
     if (rc > 0)
         return tl_error(-EINVAL, "%s: refusing a version edit that %s; nothing was written",
                         m->path, why);
-    if (m->size >= m->roll_at && (rc = manifest_switch(m)) < 0)
+    if ((m->needs_switch || m->size >= m->roll_at) && (rc = manifest_switch(m)) < 0)
         return rc;
 
     struct tl_file_meta *copies;
@@ -1034,9 +1036,11 @@ int tl_manifest_log(struct tl_manifest *m, const struct tl_version_edit *edit)
     rc = tl_io_pwrite(m->fd, rec, len, m->size, true);
     free(rec);
     if (rc < 0) {
-        rc = tl_error(rc, "%s: appending an edit at offset %" PRIu64 " failed: %s", m->path,
-                      m->size, strerror(-rc));
-        stop_manifest(m);
+        rc = tl_error(rc,
+                      "%s: appending an edit at offset %" PRIu64 " failed: %s; the edit is not "
+                      "applied, and the next one goes to a new manifest file",
+                      m->path, m->size, strerror(-rc));
+        m->needs_switch = true;
         copies_free(copies, edit->n_added);
         return rc;
     }

@@ -926,6 +926,13 @@ static int verify_block(struct verify *v, size_t idx, const struct tl_block_ref 
                                       : tl_error(it.status, "%s: out of memory", t->path);
         goto out;
     }
+    /* The scan read every entry from restart 0; seeks and lookups go through the others. */
+    if ((rc = tl_block_check_restarts(ref->data, ref->size)) < 0) {
+        rc = rc == TL_ECORRUPT
+                 ? verify_fail(t, e->h.offset, "its restart array does not point at its entries")
+                 : tl_error(rc, "%s: out of memory verifying the table", t->path);
+        goto out;
+    }
     if (tl_key_cmp(v->prev, v->prev_len, e->key, e->klen) != 0)
         rc = verify_fail(t, e->h.offset, "its last key is not the one the index holds");
 out:

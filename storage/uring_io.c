@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 
 struct thread_ring {
     struct io_uring ring;
@@ -217,6 +218,12 @@ int tl_io_pread_batch(struct tl_io_req *reqs, size_t n)
 
 int tl_io_pwrite_batch(struct tl_io_req *reqs, size_t n)
 {
+    for (size_t i = 0; i < n; i++) {
+        int frc = tl_fault_write(reqs[i].fd, reqs[i].buf, reqs[i].len, reqs[i].off);
+        if (frc < 0)
+            return tl_error(frc, "write of %zu bytes at offset %llu failed: %s", reqs[i].len,
+                            (unsigned long long)reqs[i].off, strerror(-frc));
+    }
     int rc = run_batch(IO_WRITE, reqs, n);
     if (rc < 0)
         return rc;
@@ -263,25 +270,60 @@ static int submit_and_reap(struct io_uring *ring, unsigned count)
     return cancelled && written == 0 ? -ECANCELED : written;
 }
 
-int tl_io_fdatasync(int fd)
+/* An fdatasync (IORING_FSYNC_DATASYNC) or a full fsync (0) of fd; with faults, the test
+ * build's rule for fd's file may fail it first. */
+static int sync_file(int fd, unsigned flags, bool faults, const char *what)
 {
+    int rc = faults ? tl_fault_sync(fd) : 0;
+    if (rc < 0)
+        return tl_error(rc, "%s failed: %s", what, strerror(-rc));
     struct io_uring *ring = tl_uring_thread();
     if (!ring)
         return TL_ENOURING;
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_prep_fsync(sqe, fd, flags);
     io_uring_sqe_set_data64(sqe, 1);
-    int rc = submit_and_reap(ring, 1);
+    rc = submit_and_reap(ring, 1);
     if (rc < 0)
-        return tl_error(rc, "fdatasync failed: %s", strerror(-rc));
+        return tl_error(rc, "%s failed: %s", what, strerror(-rc));
     return 0;
 }
 
+int tl_io_fdatasync(int fd)
+{
+    return sync_file(fd, IORING_FSYNC_DATASYNC, true, "fdatasync");
+}
+
+int tl_io_fsync(int fd)
+{
+    return sync_file(fd, 0, true, "fsync");
+}
+
+static int pwrite_all(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
+                      bool sync);
+
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
 {
+    /* The test build's faults (fault.h): a failed write writes nothing (or, short, part of
+     * buf); a failed sync comes after a write that succeeded. */
+    int rc = tl_fault_write(fd, buf, len, off);
+    if (rc < 0)
+        return tl_error(rc, "write of %zu bytes at offset %llu failed: %s", len,
+                        (unsigned long long)off, strerror(-rc));
+    int sync_fault = sync ? tl_fault_sync(fd) : 0;
     struct io_uring *ring = tl_uring_thread();
     if (!ring)
         return TL_ENOURING;
+    rc = pwrite_all(ring, fd, buf, len, off, sync && !sync_fault);
+    if (rc == 0 && sync_fault)
+        rc = tl_error(sync_fault, "fdatasync after a write of %zu bytes at offset %llu failed: %s",
+                      len, (unsigned long long)off, strerror(-sync_fault));
+    return rc;
+}
+
+static int pwrite_all(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
+                      bool sync)
+{
     const char *p = buf;
     while (len > 0) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -312,7 +354,8 @@ int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
         off += (uint64_t)res;
         len -= (size_t)res;
     }
-    return sync ? tl_io_fdatasync(fd) : 0;
+    /* tl_io_pwrite consulted the sync fault already. */
+    return sync ? sync_file(fd, IORING_FSYNC_DATASYNC, false, "fdatasync") : 0;
 }
 
 int tl_io_sync_dir(const char *dir)

@@ -30,6 +30,8 @@ int64_t tl_io_pread(int fd, void *buf, size_t len, uint64_t off);
 /* Writes all of buf at off. With sync, a linked fdatasync follows in the same submission. */
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync);
 int tl_io_fdatasync(int fd);
+/* A full fsync: also the file's size after an ftruncate that shrank it. */
+int tl_io_fsync(int fd);
 
 /* One request of a batch. res: bytes transferred, or a negated errno. */
 struct tl_io_req {

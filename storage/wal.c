@@ -42,8 +42,31 @@
  * directory synced, before any record is written, so a segment that exists after a crash always
  * has a whole header unless it is empty or the last one.
  *
- * Errors. A failed write or sync is fatal: the first message (segment path, offset, errno text)
- * is kept, and every later append, roll, wait and sync returns TL_ECLOSED with it.
+ * Errors: the WAL breaks, then repairs itself. A failed write (EIO, ENOSPC, a short write that
+ * left part of a record in the file) or a failed fdatasync breaks the WAL: the error (segment
+ * path, offset, errno text) is kept, appends, rolls and syncs fail with it at once, and waits
+ * for records not yet written (or durable) fail with it. Nothing appended is dropped: the
+ * records were applied to the memtable when appended, so they must reach the log. The buffer
+ * whose write failed stays pending, and the commit thread tries a repair every
+ * TL_WAL_RETRY_MIN_MS, backing off to TL_WAL_RETRY_MAX_MS; once one succeeds the pending
+ * buffer is written and appends are taken again, without a restart.
+ *
+ * The repair, and why it is safe after a failed fsync ("fsyncgate": after a failed fsync the
+ * kernel may have dropped the dirty pages, or marked them clean, and a second fsync then
+ * reports success without writing them). The commit thread keeps a copy of every byte it has
+ * written to the segment since the last fdatasync that succeeded (`unsynced`, the file range
+ * [synced_off, seg_off)); at most TL_WAL_UNSYNCED_MAX_BYTES, since a write that would pass that
+ * bound carries a sync, in every fsync mode. A repair writes that copy again at synced_off,
+ * cuts the file at its end with ftruncate (dropping a torn record or half a failed write), and
+ * runs a full fsync (the size too). Every page whose state the failed call left unknown is
+ * thus written again from memory and made durable by a sync that succeeded afterwards; no
+ * record is torn in the middle of the segment, and the segment stays one run of whole records.
+ * Then the pending buffer is written from where it stopped (a roll marker in it is honoured:
+ * the old segment is finished first, and the new segment created, again if its creation
+ * failed). The rewrite keeps the old bytes in place rather than truncating first, so a kill -9
+ * during a repair loses no record that was written. A waiter told that its record failed may
+ * still see it stored later (the outcome of a failed write is unknown to its caller, as with a
+ * timeout); a record is never reported written or durable before it is.
  *
  * Replay reads the segment in chunks (a chunk grows to hold one record at most, and a record is
  * bounded by WAL_MAX_BODY_BYTES), checks each record and classifies the first bad one: a record
@@ -70,6 +93,7 @@
 #include "coding.h"
 #include "crc32c.h"
 #include "error.h"
+#include "grow.h"
 #include "uring_io.h"
 
 /* Largest encoded entry value a record may carry: a 16 MiB byte value plus its header. Appends
@@ -98,6 +122,7 @@ struct wal_buf {
     size_t roll_off;
     uint64_t roll_seq;            /* the last sequence number of the old segment */
     struct timespec first_append; /* when the first record of data was appended */
+    size_t done;                  /* bytes of data already written (a failed write resumes) */
 };
 
 struct tl_wal {
@@ -123,21 +148,29 @@ struct tl_wal {
     uint64_t sync_target; /* tl_wal_sync wants synced_seq >= this */
     uint64_t synced_seq;  /* last record covered by a completed fdatasync */
     bool closing;
-    int failed; /* 0, or the error that stopped the WAL */
-    char fail_msg[WAL_MSG_BYTES];
+    bool close_tried; /* closing while broken: the last repair was tried */
+    int broken;       /* 0, or the error of the failed write or sync, until a repair */
+    char broken_msg[WAL_MSG_BYTES];
+    struct wal_buf *pending;  /* the buffer whose write failed: finished before any other */
+    struct timespec retry_at; /* the next repair, while broken */
+    long retry_ms;            /* the delay before the next repair after this one fails */
 
     /* Written under mu by the commit thread; read without it. */
     _Atomic uint64_t written_seq;
     _Atomic uint64_t durable_seq;
     _Atomic uint64_t bytes_written;
     _Atomic uint64_t syncs;
+    _Atomic uint64_t failures, repairs;
     /* Called after each publish (tl_wal_set_notify). */
     void (*_Atomic notify)(void *arg);
     void *_Atomic notify_arg;
 
     /* The commit thread's own (tl_wal_open sets them up before starting it). */
-    int fd;
+    int fd; /* -1 between a roll's closing of the old segment and creating the new one */
     uint64_t seg_off;
+    uint64_t synced_off; /* the segment is durable up to here */
+    uint8_t *unsynced;   /* a copy of the segment's bytes [synced_off, seg_off) */
+    size_t unsynced_len, unsynced_cap;
     char seg_path[WAL_PATH_BYTES];
     struct timespec last_sync;
     pthread_t thread;
@@ -254,9 +287,30 @@ static void publish(struct tl_wal *w, uint64_t written, bool synced)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Room in the unsynced copy for n more bytes; false if memory runs out (the write then syncs). */
+static bool unsynced_reserve(struct tl_wal *w, size_t n)
+{
+    return tl_grow((void **)&w->unsynced, &w->unsynced_cap, w->unsynced_len + n, 1,
+                   WAL_BUFFER_INITIAL_BYTES) == 0;
+}
+
+/* The segment is durable up to seg_off: the copy is no longer needed. */
+static void mark_synced(struct tl_wal *w)
+{
+    w->synced_off = w->seg_off;
+    w->unsynced_len = 0;
+    if (w->unsynced_cap > WAL_BUFFER_KEEP_BYTES) {
+        free(w->unsynced);
+        w->unsynced = NULL;
+        w->unsynced_cap = 0;
+    }
+}
+
 /* Writes [p, p + n) at the end of the current segment, with a linked fdatasync if sync. With
- * n == 0 and sync, syncs what earlier writes left unsynced. The synced_seq read here is only
- * ever written by this thread. */
+ * n == 0 and sync, syncs what earlier writes left unsynced. Bytes written without a sync are
+ * kept in the unsynced copy, for a repair. On failure nothing moves: seg_off, synced_off and
+ * the copy still describe the segment as it was before the call. The synced_seq read here is
+ * only ever written by the committing thread. */
 static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
 {
     int rc;
@@ -266,52 +320,97 @@ static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
         rc = tl_io_fdatasync(w->fd);
         if (rc < 0)
             return tl_error(rc,
-                            "%s: fdatasync failed: %s; the WAL stopped accepting writes: "
-                            "check the disk and restart",
-                            w->seg_path, strerror(-rc));
+                            "%s: fdatasync failed: %s; WAL writes are refused until a repair "
+                            "(rewrite and sync from offset %" PRIu64 ") succeeds",
+                            w->seg_path, strerror(-rc), w->synced_off);
     } else {
         fill_crcs(p, n);
+        if (!sync && (w->unsynced_len + n > TL_WAL_UNSYNCED_MAX_BYTES || !unsynced_reserve(w, n)))
+            sync = true; /* the copy is full: make it unnecessary */
         rc = tl_io_pwrite(w->fd, p, n, w->seg_off, sync);
         if (rc < 0)
             return tl_error(rc,
-                            "%s: write of %zu bytes at offset %" PRIu64 " failed: %s; the WAL "
-                            "stopped accepting writes: check the disk (space, I/O errors) and "
-                            "restart",
-                            w->seg_path, n, w->seg_off, strerror(-rc));
+                            "%s: write%s of %zu bytes at offset %" PRIu64 " failed: %s; WAL "
+                            "writes are refused until the segment can be written again (check "
+                            "the disk: space, I/O errors)",
+                            w->seg_path, sync ? " and fdatasync" : "", n, w->seg_off,
+                            strerror(-rc));
+        if (!sync) {
+            memcpy(w->unsynced + w->unsynced_len, p, n);
+            w->unsynced_len += n;
+        }
         w->seg_off += n;
         atomic_fetch_add_explicit(&w->bytes_written, n, memory_order_relaxed);
     }
-    if (sync)
+    if (sync) {
+        mark_synced(w);
         atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
+    }
     return 0;
 }
 
-/* Writes one buffer taken from the appenders, handling its roll marker. */
+/*
+ * Repairs the current segment after a failed write or sync (see the top of the file): writes
+ * the unsynced copy again at synced_off, cuts the file after it, and fsyncs. Between a roll's
+ * closing of the old segment and the creation of the new one there is no segment to repair.
+ */
+static int wal_repair(struct tl_wal *w)
+{
+    if (w->fd < 0)
+        return 0;
+    int rc = 0;
+    if (w->unsynced_len > 0)
+        rc = tl_io_pwrite(w->fd, w->unsynced, w->unsynced_len, w->synced_off, false);
+    if (rc < 0)
+        return tl_error(rc,
+                        "%s: repair: rewriting %zu unsynced bytes at offset %" PRIu64 " failed: %s",
+                        w->seg_path, w->unsynced_len, w->synced_off, strerror(-rc));
+    uint64_t end = w->synced_off + w->unsynced_len;
+    if (ftruncate(w->fd, (off_t)end) < 0)
+        return tl_error(-errno, "%s: repair: cannot cut the segment at offset %" PRIu64 ": %s",
+                        w->seg_path, end, strerror(errno));
+    rc = tl_io_fsync(w->fd);
+    if (rc < 0)
+        return tl_error(rc, "%s: repair: fsync after rewriting up to offset %" PRIu64 " failed: %s",
+                        w->seg_path, end, strerror(-rc));
+    w->seg_off = end;
+    mark_synced(w);
+    atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Writes one buffer taken from the appenders, handling its roll marker, from b->done on (a
+ * buffer whose write failed is resumed where it stopped). */
 static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync, bool timer_sync)
 {
-    size_t start = 0;
     int rc;
     if (b->has_roll) {
         /* The old segment is finished and synced before the new one exists. */
-        rc = write_part(w, b->data, b->roll_off, true);
-        if (rc < 0)
-            return rc;
-        publish(w, b->roll_seq, true);
-        close(w->fd);
-        w->fd = -1;
+        if (w->fd >= 0) {
+            rc = write_part(w, b->data + b->done, b->roll_off - b->done, true);
+            if (rc < 0)
+                return rc;
+            b->done = b->roll_off;
+            publish(w, b->roll_seq, true);
+            close(w->fd);
+            w->fd = -1;
+        }
         rc = segment_create(w->dir, b->roll_number, w->seg_path, sizeof w->seg_path, &w->fd);
         if (rc < 0)
             return rc;
         w->seg_off = TL_WAL_HEADER_BYTES;
-        start = b->roll_off;
+        mark_synced(w);
+        b->has_roll = false;
     }
     bool sync = force_sync || w->mode == TL_FSYNC_ALWAYS ||
                 (timer_sync && w->mode == TL_FSYNC_EVERYSEC &&
                  elapsed_ms(&w->last_sync) >= TL_WAL_SYNC_INTERVAL_MS);
-    rc = write_part(w, b->data + start, b->len - start, sync);
+    size_t n = b->len - b->done;
+    rc = write_part(w, b->data + b->done, n, sync);
     if (rc < 0)
         return rc;
-    uint64_t written = b->len > start ? b->last_seq : atomic_load(&w->written_seq);
+    b->done = b->len;
+    uint64_t written = n > 0 ? b->last_seq : atomic_load(&w->written_seq);
     publish(w, written, sync);
     return 0;
 }
@@ -344,15 +443,22 @@ static bool write_due(const struct tl_wal *w, const struct wal_buf *a)
 }
 
 /* Waits, holding mu, until the commit thread has something to do. Returns false when it should
- * exit: closing with everything written and synced, or closing after a fatal error. */
+ * exit: closing with everything written and synced, or closing while broken after one last
+ * repair was tried. */
 static bool commit_wait_locked(struct tl_wal *w)
 {
     for (;;) {
         struct wal_buf *a = w->active;
         bool unsynced = w->synced_seq < atomic_load(&w->written_seq);
-        if (w->failed) {
-            if (w->closing)
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (w->broken) {
+            if (w->closing && w->close_tried)
                 return false;
+            if (w->closing || !time_before(&now, &w->retry_at)) {
+                w->close_tried = w->closing;
+                return true; /* a repair */
+            }
         } else {
             if (write_due(w, a) || a->has_roll || w->sync_target > w->synced_seq)
                 return true;
@@ -365,11 +471,15 @@ static bool commit_wait_locked(struct tl_wal *w)
         w->commit_idle = true;
         bool timed = false;
         struct timespec deadline = {0};
-        if (!w->failed && w->mode == TL_FSYNC_EVERYSEC && unsynced) {
+        if (w->broken) {
+            deadline = w->retry_at;
+            timed = true;
+        }
+        if (!w->broken && w->mode == TL_FSYNC_EVERYSEC && unsynced) {
             deadline = time_after(&w->last_sync, TL_WAL_SYNC_INTERVAL_MS * 1000L);
             timed = true;
         }
-        if (!w->failed && a->len > 0) {
+        if (!w->broken && a->len > 0) {
             struct timespec due = time_after(&a->first_append, TL_WAL_WRITE_DELAY_US);
             if (!timed || time_before(&due, &deadline))
                 deadline = due;
@@ -385,22 +495,11 @@ static bool commit_wait_locked(struct tl_wal *w)
     }
 }
 
-/*
- * One committer's turn, holding mu on entry and on return: takes the appenders' buffer and
- * writes it (and syncs, as force_sync, the mode and, with timer_sync, the everysec timer say).
- * Only one thread commits at a time (committing), so the other buffer is always free to swap.
- */
-static void commit_turn_locked(struct tl_wal *w, bool force_sync, bool timer_sync)
+/* Empties a buffer that was written in full, shrinking one that a huge record made grow. */
+static void buffer_reset(struct wal_buf *b)
 {
-    w->committing = true;
-    struct wal_buf *b = w->active;
-    w->active = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
-    if (w->space_waiters)
-        pthread_cond_broadcast(&w->space_cv);
-    pthread_mutex_unlock(&w->mu);
-
-    int rc = commit_buffer(w, b, force_sync, timer_sync);
     b->len = 0;
+    b->done = 0;
     b->last_seq = 0;
     b->has_roll = false;
     if (b->cap > WAL_BUFFER_KEEP_BYTES) {
@@ -410,13 +509,69 @@ static void commit_turn_locked(struct tl_wal *w, bool force_sync, bool timer_syn
             b->cap = WAL_BUFFER_INITIAL_BYTES;
         }
     }
+}
+
+/* Holding mu: a write or sync failed with rc. Keeps b to be finished after a repair, and
+ * schedules the repair. */
+static void break_locked(struct tl_wal *w, struct wal_buf *b, int rc)
+{
+    w->pending = b;
+    if (!w->broken) {
+        w->retry_ms = TL_WAL_RETRY_MIN_MS;
+        atomic_fetch_add_explicit(&w->failures, 1, memory_order_relaxed);
+        fprintf(stderr, "tally: WAL write failed, writes are refused until it is repaired: %s\n",
+                tl_last_error());
+    } else if (w->retry_ms < TL_WAL_RETRY_MAX_MS) {
+        w->retry_ms = w->retry_ms * 2 < TL_WAL_RETRY_MAX_MS ? w->retry_ms * 2 : TL_WAL_RETRY_MAX_MS;
+    }
+    w->broken = rc;
+    snprintf(w->broken_msg, sizeof w->broken_msg, "%s", tl_last_error());
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    w->retry_at = time_after(&now, w->retry_ms * 1000L);
+    pthread_cond_broadcast(&w->space_cv);
+    pthread_cond_broadcast(&w->done_cv);
+}
+
+/*
+ * One committer's turn, holding mu on entry and on return: takes the appenders' buffer and
+ * writes it (and syncs, as force_sync, the mode and, with timer_sync, the everysec timer say).
+ * Only one thread commits at a time (committing), so the other buffer is always free to swap.
+ * While broken, the turn is a repair: the segment first, then the pending buffer; the active
+ * buffer waits for the next turn.
+ */
+static void commit_turn_locked(struct tl_wal *w, bool force_sync, bool timer_sync)
+{
+    w->committing = true;
+    bool repair = w->broken != 0;
+    struct wal_buf *b = w->pending;
+    if (!b) {
+        b = w->active;
+        w->active = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
+        if (w->space_waiters)
+            pthread_cond_broadcast(&w->space_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+
+    int rc = repair ? wal_repair(w) : 0;
+    if (rc == 0 && repair)
+        publish(w, atomic_load(&w->written_seq), true);
+    if (rc == 0)
+        rc = commit_buffer(w, b, force_sync || repair, timer_sync);
+    if (rc == 0)
+        buffer_reset(b);
 
     pthread_mutex_lock(&w->mu);
-    if (rc < 0 && !w->failed) {
-        w->failed = rc;
-        snprintf(w->fail_msg, sizeof w->fail_msg, "%s", tl_last_error());
-        pthread_cond_broadcast(&w->space_cv);
-        pthread_cond_broadcast(&w->done_cv);
+    if (rc < 0) {
+        break_locked(w, b, rc);
+    } else {
+        w->pending = NULL;
+        if (repair) {
+            w->broken = 0;
+            atomic_fetch_add_explicit(&w->repairs, 1, memory_order_relaxed);
+            fprintf(stderr, "tally: WAL repaired (%s): writes are accepted again\n", w->seg_path);
+            pthread_cond_broadcast(&w->space_cv);
+        }
     }
     w->committing = false;
     pthread_cond_broadcast(&w->turn_cv);
@@ -446,11 +601,14 @@ static void *commit_main(void *arg)
 
 /* ---- Public interface ---- */
 
-/* The error an operation returns once the WAL has failed or is closing; holding mu. */
+/* The error an operation returns while the WAL is broken or closing; holding mu. */
 static int stopped_error_locked(struct tl_wal *w)
 {
-    if (w->failed)
-        return tl_error(TL_ECLOSED, "%s", w->fail_msg);
+    if (w->broken)
+        return tl_error(w->broken,
+                        "the WAL cannot be written (%s); writes are refused until a repair "
+                        "succeeds (tried every %d to %d ms)",
+                        w->broken_msg, TL_WAL_RETRY_MIN_MS, TL_WAL_RETRY_MAX_MS);
     return tl_error(TL_ECLOSED, "WAL in %s is closing: no more records are accepted", w->dir);
 }
 
@@ -473,6 +631,8 @@ int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsy
     atomic_init(&w->durable_seq, next_seq - 1);
     atomic_init(&w->bytes_written, 0);
     atomic_init(&w->syncs, 0);
+    atomic_init(&w->failures, 0);
+    atomic_init(&w->repairs, 0);
     w->active = &w->bufs[0];
     w->dir = strdup(dir);
     if (!w->dir)
@@ -497,7 +657,7 @@ int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsy
     rc = segment_create(dir, number, w->seg_path, sizeof w->seg_path, &w->fd);
     if (rc < 0)
         goto fail_sync;
-    w->seg_off = TL_WAL_HEADER_BYTES;
+    w->seg_off = w->synced_off = TL_WAL_HEADER_BYTES;
     clock_gettime(CLOCK_MONOTONIC, &w->last_sync);
 
     rc = pthread_create(&w->thread, NULL, commit_main, w);
@@ -522,6 +682,7 @@ fail_sync:
 fail:
     free(w->bufs[0].data);
     free(w->bufs[1].data);
+    free(w->unsynced);
     free(w->dir);
     free(w);
     return rc;
@@ -542,12 +703,12 @@ int tl_wal_append(struct tl_wal *w, const void *key, size_t klen, const struct t
     size_t total = WAL_FRAME_BYTES + body;
 
     pthread_mutex_lock(&w->mu);
-    while (!w->failed && !w->closing && w->active->len >= TL_WAL_BUFFER_BYTES) {
+    while (!w->broken && !w->closing && w->active->len >= TL_WAL_BUFFER_BYTES) {
         w->space_waiters++;
         pthread_cond_wait(&w->space_cv, &w->mu);
         w->space_waiters--;
     }
-    if (w->failed || w->closing) {
+    if (w->broken || w->closing) {
         int rc = stopped_error_locked(w);
         pthread_mutex_unlock(&w->mu);
         return rc;
@@ -601,12 +762,12 @@ int tl_wal_roll(struct tl_wal *w, uint64_t number)
                       number, w->last_number);
         goto out;
     }
-    while (!w->failed && !w->closing && w->active->has_roll) {
+    while (!w->broken && !w->closing && w->active->has_roll) {
         w->space_waiters++;
         pthread_cond_wait(&w->space_cv, &w->mu);
         w->space_waiters--;
     }
-    if (w->failed || w->closing) {
+    if (w->broken || w->closing) {
         rc = stopped_error_locked(w);
         goto out;
     }
@@ -651,7 +812,7 @@ int tl_wal_wait(struct tl_wal *w, uint64_t seq, enum tl_wait what)
      * for every appender so far; a waiter that finds another committing waits for its turn.
      * Durable under EVERYSEC waits for the commit thread's timer. */
     bool write_through = what == TL_WAIT_WRITTEN || w->mode == TL_FSYNC_ALWAYS;
-    while (!w->failed && atomic_load(progress) < seq) {
+    while (!w->broken && atomic_load(progress) < seq) {
         if (write_through && !w->committing) {
             commit_turn_locked(w, what == TL_WAIT_DURABLE, false);
             continue;
@@ -694,7 +855,7 @@ int tl_wal_sync(struct tl_wal *w)
     int rc = 0;
     pthread_mutex_lock(&w->mu);
     uint64_t target = w->next_seq - 1;
-    if (w->failed) {
+    if (w->broken) {
         rc = stopped_error_locked(w);
         goto out;
     }
@@ -706,7 +867,7 @@ int tl_wal_sync(struct tl_wal *w)
         w->commit_idle = false;
         pthread_cond_signal(&w->commit_cv);
     }
-    while (!w->failed && w->synced_seq < target) {
+    while (!w->broken && w->synced_seq < target) {
         w->done_waiters++;
         pthread_cond_wait(&w->done_cv, &w->mu);
         w->done_waiters--;
@@ -726,6 +887,15 @@ void tl_wal_stats(struct tl_wal *w, uint64_t *bytes_written, uint64_t *syncs)
         *syncs = atomic_load_explicit(&w->syncs, memory_order_relaxed);
 }
 
+void tl_wal_fault_stats(struct tl_wal *w, uint64_t *failures, uint64_t *repairs, bool *broken)
+{
+    *failures = atomic_load_explicit(&w->failures, memory_order_relaxed);
+    *repairs = atomic_load_explicit(&w->repairs, memory_order_relaxed);
+    pthread_mutex_lock(&w->mu);
+    *broken = w->broken != 0;
+    pthread_mutex_unlock(&w->mu);
+}
+
 int tl_wal_close(struct tl_wal *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -736,8 +906,11 @@ int tl_wal_close(struct tl_wal *w)
     pthread_join(w->thread, NULL);
 
     int rc = 0;
-    if (w->failed)
-        rc = tl_error(TL_ECLOSED, "%s", w->fail_msg);
+    if (w->broken)
+        rc = tl_error(w->broken,
+                      "%s: the WAL could not be repaired before closing (%s): records after "
+                      "sequence number %" PRIu64 " were not written",
+                      w->dir, w->broken_msg, atomic_load(&w->written_seq));
     if (w->fd >= 0)
         close(w->fd);
     pthread_mutex_destroy(&w->mu);
@@ -747,6 +920,7 @@ int tl_wal_close(struct tl_wal *w)
     pthread_cond_destroy(&w->turn_cv);
     free(w->bufs[0].data);
     free(w->bufs[1].data);
+    free(w->unsynced);
     free(w->dir);
     free(w);
     return rc;
@@ -929,6 +1103,13 @@ static int replay_record(struct reader *rd, uint64_t off, const uint8_t *body, u
                         " where %" PRIu64 " was expected: the segment is damaged; restore from a "
                         "backup",
                         rd->path, off, seq, *expect_seq);
+    /* expect_seq 0 means "none yet": a sequence number that would wrap to it is damage. */
+    if (seq == UINT64_MAX)
+        return tl_error(TL_ECORRUPT,
+                        "%s: record at offset %" PRIu64 " has sequence number %" PRIu64
+                        ", past the last one an engine hands out: the segment is damaged; "
+                        "restore from a backup",
+                        rd->path, off, seq);
     *expect_seq = seq + 1;
     return fn(arg, seq, p, (size_t)klen, &r);
 }
@@ -949,7 +1130,7 @@ static int valid_record_after(struct reader *rd, uint64_t from, uint64_t expect_
         if (rc)
             return rc < 0 ? rc : 0;
         uint64_t seq = tl_get_u64(p + 8);
-        if (expect_seq && (seq < expect_seq || seq > expect_seq + WAL_RESYNC_SEQ_WINDOW))
+        if (expect_seq && (seq < expect_seq || seq - expect_seq > WAL_RESYNC_SEQ_WINDOW))
             continue;
         if (tl_get_u32(p + 4) < WAL_MIN_BODY_BYTES)
             continue;

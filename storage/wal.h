@@ -43,6 +43,13 @@
 #define TL_WAL_EAGER_BYTES    (256u << 10)
 /* everysec: the interval between syncs. */
 #define TL_WAL_SYNC_INTERVAL_MS 1000
+/* After a failed write or sync, repairs are tried this often, the delay doubling from the
+ * first to the second bound while they fail (wal.c explains the repair). */
+#define TL_WAL_RETRY_MIN_MS 10
+#define TL_WAL_RETRY_MAX_MS 250
+/* The commit thread keeps a copy of what it wrote since the last sync, for a repair; a write
+ * that would make the copy larger than this carries a sync, in every fsync mode. */
+#define TL_WAL_UNSYNCED_MAX_BYTES (16u << 20)
 
 struct tl_wal;
 
@@ -55,8 +62,9 @@ int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsy
                 struct tl_wal **out);
 
 /* Appends one record; stores its sequence number in *seq. Thread-safe. The caller that needs
- * the record in the kernel or on disk waits with tl_wal_wait. Returns TL_ECLOSED after a fatal
- * write error (the error's message names the file). */
+ * the record in the kernel or on disk waits with tl_wal_wait. While the WAL is broken by a
+ * failed write or sync (until the commit thread repairs it), fails at once with that error
+ * (a negated errno; the message names the file) and appends nothing; TL_ECLOSED once closing. */
 int tl_wal_append(struct tl_wal *w, const void *key, size_t klen, const struct tl_record *r,
                   uint64_t *seq);
 
@@ -64,7 +72,9 @@ int tl_wal_append(struct tl_wal *w, const void *key, size_t klen, const struct t
  * syncs the old segment completely before the first write to the new one. */
 int tl_wal_roll(struct tl_wal *w, uint64_t number);
 
-/* Waits until every record up to seq is written (or durable). */
+/* Waits until every record up to seq is written (or durable). Fails with the WAL's error if it
+ * is broken before then: the records are kept and written after the repair, so a failed wait
+ * means "not known written", not "lost". */
 int tl_wal_wait(struct tl_wal *w, uint64_t seq, enum tl_wait what);
 uint64_t tl_wal_written_seq(struct tl_wal *w);
 uint64_t tl_wal_durable_seq(struct tl_wal *w);
@@ -79,8 +89,11 @@ void tl_wal_set_notify(struct tl_wal *w, void (*fn)(void *arg), void *arg);
 int tl_wal_sync(struct tl_wal *w);
 
 void tl_wal_stats(struct tl_wal *w, uint64_t *bytes_written, uint64_t *syncs);
+/* Failed writes or syncs that broke the WAL, repairs that ended it, and whether it is broken. */
+void tl_wal_fault_stats(struct tl_wal *w, uint64_t *failures, uint64_t *repairs, bool *broken);
 
-/* Writes and syncs everything, stops the commit thread, closes the segment. */
+/* Writes and syncs everything, stops the commit thread, closes the segment. While broken, one
+ * last repair is tried; if it fails, the error is returned (what was not written is lost). */
 int tl_wal_close(struct tl_wal *w);
 
 /* Recovery: calls fn for each record of the segment at path, in order. With is_last, a torn

@@ -727,7 +727,7 @@ static void test_callback_stops_replay(void)
     free(dir);
 }
 
-/* ---- A failed write stops the WAL ---- */
+/* ---- A failed write breaks the WAL until it repairs itself ---- */
 
 static int any_fn(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
                   const struct tl_record *r)
@@ -741,7 +741,7 @@ static int any_fn(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
     return 0;
 }
 
-static void test_write_error_is_fatal(void)
+static void test_write_error_breaks_until_repaired(void)
 {
     char *dir = test_tmpdir("wal-fail");
     char path[4200];
@@ -766,23 +766,30 @@ static void test_write_error_is_fatal(void)
         if (rc == 0)
             rc = tl_wal_wait(w, seq, TL_WAIT_DURABLE);
     }
-    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
-    CHECK_EQ_INT(rc, TL_ECLOSED);
+    CHECK_EQ_INT(rc, -EFBIG);
     CHECK(strstr(tl_last_error(), path) != NULL);
     CHECK(strstr(tl_last_error(), strerror(EFBIG)) != NULL);
-    /* Sticky: appends, waits, rolls and syncs all fail, with the same message. */
-    CHECK_EQ_INT(tl_wal_append(w, "key", 3, &r, &seq), TL_ECLOSED);
+    /* While broken (the limit still holds, so every repair fails): appends, waits, rolls and
+     * syncs all fail, naming the segment. */
+    CHECK_EQ_INT(tl_wal_append(w, "key", 3, &r, &seq), -EFBIG);
     CHECK(strstr(tl_last_error(), path) != NULL);
-    CHECK_EQ_INT(tl_wal_wait(w, tl_wal_next_seq(w) - 1, TL_WAIT_WRITTEN), TL_ECLOSED);
-    CHECK_EQ_INT(tl_wal_roll(w, 2), TL_ECLOSED);
-    CHECK_EQ_INT(tl_wal_sync(w), TL_ECLOSED);
-    CHECK_EQ_INT(tl_wal_close(w), TL_ECLOSED);
-    CHECK(strstr(tl_last_error(), path) != NULL);
-    /* What reached the file replays (a torn tail, if any, is cut). */
+    uint64_t failed_seq = tl_wal_next_seq(w) - 1;
+    CHECK_EQ_INT(tl_wal_wait(w, failed_seq, TL_WAIT_WRITTEN), -EFBIG);
+    CHECK_EQ_INT(tl_wal_roll(w, 2), -EFBIG);
+    CHECK_EQ_INT(tl_wal_sync(w), -EFBIG);
+    /* Lifted: a repair succeeds, the record whose write failed is written, appends resume. */
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    for (int i = 0; i < 5000 && (rc = tl_wal_append(w, "key", 3, &r, &seq)) < 0; i++)
+        usleep(1000);
+    CHECK_OK(rc);
+    CHECK_OK(tl_wal_wait(w, seq, TL_WAIT_DURABLE));
+    CHECK(tl_wal_durable_seq(w) > failed_seq);
+    CHECK_OK(tl_wal_close(w));
+    /* Every record replays, in order, the failed one too: no torn record in the middle. */
     uint64_t n = 0, last = 0;
     CHECK_OK(tl_wal_replay(path, true, any_fn, &n, &last));
     CHECK_EQ_INT(n, last);
-    CHECK(last < 66);
+    CHECK_EQ_INT(last, seq);
     signal(SIGXFSZ, SIG_DFL);
     test_rmdir(dir);
     free(dir);
@@ -796,7 +803,7 @@ int main(void)
     test_corruption_is_reported();
     test_callback_stops_replay();
     test_large_records();
-    test_write_error_is_fatal();
+    test_write_error_breaks_until_repaired();
     test_roll_across_segments();
     test_concurrent_appends_replay_exactly(TL_FSYNC_NO);
     test_concurrent_appends_replay_exactly(TL_FSYNC_EVERYSEC);
