@@ -115,6 +115,40 @@ static void test_block_restart_every_16(void)
     tl_block_builder_free(&b);
 }
 
+/* tl_block_check_restarts: a built block passes; a restart moved off an entry's start, onto an
+ * entry that shares a prefix, out of order, or not at 0 is corruption. */
+static void test_block_check_restarts(void)
+{
+    struct tl_block_builder b;
+    tl_block_builder_init(&b, TL_BLOCK_RESTART_INTERVAL);
+    char k[32];
+    size_t off17 = 0, off18 = 0;
+    for (int i = 0; i < 40; i++) {
+        if (i == 16)
+            off17 = b.len;
+        if (i == 17)
+            off18 = b.len;
+        key_of(i, k, sizeof k);
+        CHECK_OK(tl_block_add(&b, k, strlen(k), "v", 1));
+    }
+    size_t len;
+    const uint8_t *d = tl_block_finish(&b, &len);
+    uint8_t *copy = malloc(len);
+    memcpy(copy, d, len);
+    CHECK_OK(tl_block_check_restarts(copy, len));
+    uint8_t *r1 = copy + len - 4 - 4 * 3 + 4; /* the second restart of three */
+    tl_put_u32(r1, (uint32_t)off17 + 1);      /* mid-entry */
+    CHECK_EQ_INT(tl_block_check_restarts(copy, len), TL_ECORRUPT);
+    tl_put_u32(r1, (uint32_t)off18); /* an entry that shares a prefix */
+    CHECK_EQ_INT(tl_block_check_restarts(copy, len), TL_ECORRUPT);
+    tl_put_u32(r1, (uint32_t)off17);
+    CHECK_OK(tl_block_check_restarts(copy, len));
+    tl_put_u32(copy + len - 16, (uint32_t)off17); /* restart 0 not at 0, and out of order */
+    CHECK_EQ_INT(tl_block_check_restarts(copy, len), TL_ECORRUPT);
+    free(copy);
+    tl_block_builder_free(&b);
+}
+
 static void test_block_scan_and_seek(void)
 {
     size_t len;
@@ -313,6 +347,7 @@ int main(void)
 {
     test_block_exact_encoding();
     test_block_restart_every_16();
+    test_block_check_restarts();
     test_block_scan_and_seek();
     test_block_prefix_keys_and_binary();
     test_block_empty();
