@@ -248,7 +248,10 @@ static void check_files(const char *dir)
         char cmd[2 * PATH_BYTES];
         snprintf(cmd, sizeof cmd, "'%s' verify --dir '%s' >/dev/null 2>&1", tallyctl, dir);
         if (system(cmd) != 0) {
-            fprintf(stderr, "tallyctl verify --dir %s failed\n", dir);
+            fprintf(stderr, "tallyctl verify --dir %s failed:\n", dir);
+            snprintf(cmd, sizeof cmd, "'%s' verify --dir '%s' >&2", tallyctl, dir);
+            if (system(cmd) == 0)
+                fprintf(stderr, "(and passed when run again)\n");
             exit(1);
         }
     }

@@ -416,5 +416,6 @@ int main(void)
            "through a fault then acknowledged %llu\n",
            writes_acked, errors_answered, held_then_acked);
     test_rmdir(tmp);
+    free(tmp);
     return 0;
 }

@@ -214,7 +214,8 @@ static int load_sorted(int argc, char **argv, const char *cmd, const char **dir,
         return rc;
     if (ctl_manifest_load(*dir, m) < 0)
         return CTL_EXIT_FAIL;
-    qsort(m->files, m->n_files, sizeof *m->files, file_order);
+    if (m->n_files > 0) /* an empty manifest has no array (qsort's NULL is undefined) */
+        qsort(m->files, m->n_files, sizeof *m->files, file_order);
     return 0;
 }
 
