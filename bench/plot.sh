@@ -55,10 +55,12 @@ set datafile separator "\t"
 set datafile missing "NaN"
 set multiplot layout 1,2 title "Random INCR over N loaded counters (median runs, 50 connections)"
 set logscale x 10
+set autoscale xfix
+set offsets graph 0.04, graph 0.04, 0, 0
 set format x "%.0s%c"
 set xlabel "counters"
 set grid
-set key below
+set key top right
 set yrange [0:*]
 set ylabel "thousands of INCR/s"
 set title "throughput"
@@ -67,7 +69,10 @@ plot "$tmp/p32.dat" using 1:(\$4/1000) with linespoints lw 2 lc rgb "#2471a3" ti
      "$tmp/p1.dat" using 1:(\$4/1000) with linespoints dt 2 lc rgb "#2471a3" title "tallyd -P 1", \
      "$tmp/p1.dat" using 1:(\$3/1000) with linespoints dt 2 lc rgb "#c0392b" title "redis -P 1"
 set title "resident memory (RSS)"
-set ylabel "MiB"
+set ylabel "MiB (log scale)"
+set logscale y 10
+set yrange [*:*]
+set key top left
 plot "$tmp/p32.dat" using 1:5 with linespoints lw 2 lc rgb "#2471a3" title "tallyd", \
      "$tmp/p32.dat" using 1:6 with linespoints lw 2 lc rgb "#c0392b" title "redis-server"
 unset multiplot

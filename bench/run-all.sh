@@ -343,7 +343,7 @@ sst_bytes() {
 }
 
 rss_bytes() {
-    awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"
+    awk '/^VmRSS:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
 }
 
 # --- part redis ----------------------------------------------------------------------------
