@@ -30,7 +30,7 @@
 # RESULTS_DIR (bench/results), ROUNDS (3), ENGINE_ROUNDS (ROUNDS), RUN_S (seconds per server
 # run, 3), SIZES (scale: "1000000 10000000 50000000 100000000"), TALLYD_ARGS ("--io-threads 1",
 # as compare-redis.sh explains), ENGINE_ARGS (tally-bench options; default none: 1M keys, 2M
-# operations). The full run takes about half an hour on a 2-core machine, most of it loading
+# operations). The full run takes about 20 minutes on a 2-core machine, a third of it loading
 # 100M counters into each server; the scale run needs about 10 GB of free memory and disk.
 set -eu
 TALLYD_ARGS=${TALLYD_ARGS-"--io-threads 1"}
