@@ -11,7 +11,9 @@
 #   fails is retried on another port; a tallyd that cannot use io_uring exits 77;
 # - server_stop: SIGTERM, then waits; returns the server's exit status;
 # - server_cleanup: kills a server still running and removes tmp (a script with more to clean
-#   sets its own EXIT trap and calls it from there).
+#   sets its own EXIT trap and calls it from there);
+# - check NAME EXPECTED GOT: a check that reports a difference and goes on, counting into
+#   passed and failed.
 # Needs redis-cli (for the PING).
 
 SERVER_START_WAIT_TENTHS=100 # 10 s
@@ -112,4 +114,16 @@ server_stop() {
     wait "$server_pid" || server_stop_rc=$?
     server_pid=
     return "$server_stop_rc"
+}
+
+# Checks that report and go on: check NAME EXPECTED GOT counts into passed and failed.
+passed=0
+failed=0
+check() {
+    if [ "$2" = "$3" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        printf 'FAIL %s\n  expected: %s\n  got:      %s\n' "$1" "$2" "$3"
+    fi
 }

@@ -67,17 +67,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-# check NAME EXPECTED GOT
-check() {
-    if [ "$2" = "$3" ]; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        printf 'FAIL %s\n  expected: %s\n  got:      %s\n' "$1" "$2" "$3"
-    fi
-}
 # check_contains NAME TEXT PATTERN (a grep -E pattern)
 check_contains() {
     if printf '%s\n' "$2" | grep -qE -- "$3"; then
