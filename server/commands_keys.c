@@ -687,7 +687,7 @@ static void cmd_flushall(struct tl_client *c, struct tl_args *a)
 {
     if (!flush_args_ok(c, a))
         return;
-    int rc = tl_db_drop_all(tl_srv->db);
+    int rc = tl_keyspace_drop_all(tl_srv->db);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else

@@ -55,6 +55,7 @@
 struct policy {
     char name[TL_POLICY_NAME_MAX + 1];
     struct tl_window_policy p;
+    bool stored; /* by WPOLICY SET, in the engine */
 };
 
 static pthread_rwlock_t policies_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -74,32 +75,42 @@ bool tl_policy_name_ok(const char *name, size_t len)
     return true;
 }
 
-/* Defines or redefines a policy (name already checked). */
-static int policy_define(const char *name, size_t len, const struct tl_window_policy *p)
+/* The slot of the policy named (name, len): an existing one, or a new one at the end (not yet
+ * counted). -ENOSPC when the table is full, -ENOMEM. Under the write lock. */
+static int policy_slot_locked(const char *name, size_t len, size_t *slot)
 {
-    pthread_rwlock_wrlock(&policies_lock);
-    int rc = 0;
     size_t i;
     for (i = 0; i < n_policies; i++)
         if (strlen(policies[i].name) == len && memcmp(policies[i].name, name, len) == 0)
             break;
     if (i == n_policies) {
-        if (n_policies == POLICIES_MAX) {
-            rc = -ENOSPC;
-            goto out;
-        }
+        if (n_policies == POLICIES_MAX)
+            return -ENOSPC;
         struct policy *grown = realloc(policies, (n_policies + 1) * sizeof *policies);
-        if (!grown) {
-            rc = -ENOMEM;
-            goto out;
-        }
+        if (!grown)
+            return -ENOMEM;
         policies = grown;
-        n_policies++;
         memcpy(policies[i].name, name, len);
         policies[i].name[len] = '\0';
+        policies[i].stored = false;
     }
-    policies[i].p = *p;
-out:
+    *slot = i;
+    return 0;
+}
+
+/* Defines or redefines a policy (name already checked). */
+static int policy_define(const char *name, size_t len, const struct tl_window_policy *p,
+                         bool stored)
+{
+    pthread_rwlock_wrlock(&policies_lock);
+    size_t i;
+    int rc = policy_slot_locked(name, len, &i);
+    if (rc == 0) {
+        if (i == n_policies)
+            n_policies++;
+        policies[i].p = *p;
+        policies[i].stored |= stored;
+    }
     pthread_rwlock_unlock(&policies_lock);
     return rc;
 }
@@ -140,14 +151,14 @@ int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t err
     struct tl_window_policy p;
     char why[256];
     if (tl_window_policy_parse(DEFAULT_SPEC, strlen(DEFAULT_SPEC), &p, why, sizeof why) < 0 ||
-        policy_define(DEFAULT_POLICY, strlen(DEFAULT_POLICY), &p) < 0) {
+        policy_define(DEFAULT_POLICY, strlen(DEFAULT_POLICY), &p, false) < 0) {
         snprintf(err, errlen, "cannot set up the default window policy: %s", why);
         return -1;
     }
     for (int i = 0; i < cfg->n_window_policies; i++) {
         const struct tl_config_policy *cp = &cfg->window_policies[i];
         if (tl_window_policy_parse(cp->spec, strlen(cp->spec), &p, why, sizeof why) < 0 ||
-            policy_define(cp->name, strlen(cp->name), &p) < 0) {
+            policy_define(cp->name, strlen(cp->name), &p, false) < 0) {
             snprintf(err, errlen, "window-policy %s: %s", cp->name, why);
             return -1;
         }
@@ -175,8 +186,11 @@ int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t err
             tl_window_policy_parse(v.bytes, v.len, &p, why, sizeof why) < 0) {
             tl_log(TL_LOG_WARNING, "ignoring a stored window policy that does not parse: %s",
                    v.type == TL_VAL_BYTES ? why : "not text");
-        } else {
-            rc = policy_define(name, nlen, &p);
+        } else if ((rc = policy_define(name, nlen, &p, true)) == -ENOSPC) {
+            tl_log(TL_LOG_WARNING,
+                   "ignoring the stored window policy '%.*s': more than %d policies are defined",
+                   (int)nlen, name, POLICIES_MAX);
+            rc = 0;
         }
         tl_val_clear(&v);
         if (rc < 0)
@@ -860,16 +874,43 @@ static void cmd_wpolicy_set(struct tl_client *c, struct tl_args *a)
     size_t slen = tl_window_policy_format(&p, spec, sizeof spec);
     size_t klen = policy_key(a->argv[2], a->len[2], key);
     uint64_t seq = 0;
-    int rc = tl_db_put(tl_srv->db, key, klen, spec, slen, 0, &seq);
-    tl_note_seq(c, seq);
+    /* Room first, then the engine, then the table, under one lock: what is stored is always
+     * what the table holds, and a policy refused here is not stored either. */
+    pthread_rwlock_wrlock(&policies_lock);
+    size_t i;
+    int rc = policy_slot_locked(a->argv[2], a->len[2], &i);
     if (rc == 0)
-        rc = policy_define(a->argv[2], a->len[2], &p);
+        rc = tl_db_put(tl_srv->db, key, klen, spec, slen, 0, &seq);
+    if (rc == 0) {
+        if (i == n_policies)
+            n_policies++;
+        policies[i].p = p;
+        policies[i].stored = true;
+    }
+    pthread_rwlock_unlock(&policies_lock);
+    tl_note_seq(c, seq);
     if (rc == -ENOSPC)
         tl_reply_errorf(c, "ERR too many window policies (the limit is %d)", POLICIES_MAX);
     else if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
         tl_reply_ok(c);
+}
+
+int tl_window_policies_restore(tl_db *db)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&policies_lock);
+    for (size_t i = 0; i < n_policies && rc == 0; i++) {
+        if (!policies[i].stored)
+            continue;
+        char spec[SPEC_TEXT_BYTES], key[3 + TL_POLICY_NAME_MAX];
+        size_t slen = tl_window_policy_format(&policies[i].p, spec, sizeof spec);
+        size_t klen = policy_key(policies[i].name, strlen(policies[i].name), key);
+        rc = tl_db_put(db, key, klen, spec, slen, 0, NULL);
+    }
+    pthread_rwlock_unlock(&policies_lock);
+    return rc;
 }
 
 static void cmd_wpolicy_get(struct tl_client *c, struct tl_args *a)

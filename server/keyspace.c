@@ -239,6 +239,12 @@ static int keys_outside(tl_iter *it, const struct tl_dbrange *r, bool *outside)
     return 0;
 }
 
+int tl_keyspace_drop_all(tl_db *engine)
+{
+    int rc = tl_db_drop_all(engine);
+    return rc < 0 ? rc : tl_window_policies_restore(engine);
+}
+
 int tl_keyspace_flush(tl_db *engine, int db, uint64_t *seq)
 {
     struct tl_dbrange r;
@@ -253,7 +259,7 @@ int tl_keyspace_flush(tl_db *engine, int db, uint64_t *seq)
     if (!outside) {
         /* Only this database has keys: drop them all at once, as FLUSHALL does. */
         tl_iter_free(it);
-        return tl_db_drop_all(engine);
+        return tl_keyspace_drop_all(engine);
     }
     /* Deleting the key under the iterator is safe: it only moves on to later keys. */
     rc = tl_iter_seek(it, r.lo, r.lo_len);

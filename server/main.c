@@ -342,8 +342,10 @@ int main(int argc, char **argv)
 
     tl_net_stop(&server);
     tl_log(TL_LOG_NOTICE, "Syncing the WAL and closing the database...");
-    rc = tl_db_close(server.db); /* a running TALLY COMPACT is cancelled */
+    /* A running TALLY COMPACT is cancelled, and its thread joined, before the engine goes. */
+    tl_db_stop(server.db);
     tl_admin_shutdown();
+    rc = tl_db_close(server.db);
     server.db = NULL;
     if (rc < 0) {
         tl_log(TL_LOG_WARNING, "Closing the database failed: %s", tl_last_error());

@@ -198,6 +198,8 @@ int tl_dbiter_key(tl_iter *it, int db, const char **key, size_t *klen);
 /* The keys of database db (DBSIZE); of every database in one walk (INFO keyspace). O(keys). */
 int tl_keyspace_count(tl_db *engine, int db, uint64_t *count);
 int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX]);
+/* Drops every key of every database (FLUSHALL) and keeps the stored window policies. */
+int tl_keyspace_drop_all(tl_db *engine);
 /* Calls fn with the iterator on each key of every database, in engine order; fn returns 0 to
  * go on or a negative code to stop with it. */
 int tl_keyspace_walk(tl_db *engine, int (*fn)(void *arg, int db, tl_iter *it), void *arg);
@@ -366,6 +368,9 @@ uint64_t tl_hll_estimate(const uint8_t *registers);
 int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t errlen);
 bool tl_policy_name_ok(const char *name, size_t len);
 size_t tl_window_policy_count(void);
+/* Stores again the policies WPOLICY SET defined, after FLUSHALL dropped every engine key:
+ * policies are not keys, and outlive it. */
+int tl_window_policies_restore(tl_db *db);
 
 /* Looks up a command by name, case-insensitive. */
 const struct tl_command *tl_command_lookup(const char *name, size_t len);
@@ -474,7 +479,8 @@ int64_t tl_now_ms(void);
 void tl_server_request_shutdown(void);
 
 /* Waits for a compaction that TALLY COMPACT started to end (commands_admin.c). The engine must
- * not be closed while one runs: call this before tl_db_close. */
+ * not be closed while one runs: call tl_db_stop (which makes it end at once), then this, then
+ * tl_db_close. */
 void tl_admin_shutdown(void);
 
 /* Registry (commands_server.c uses it for CLIENT LIST/KILL). */

@@ -705,6 +705,10 @@ static int compact_manual(tl_db *db, struct manual_request *req, const void *beg
     pthread_cond_broadcast(&db->bg_cond);
     while (db->manual_finished < gen && !db->stopping)
         pthread_cond_wait(&db->done_cond, &db->mutex);
+    /* Closing: a compaction of this request already running still calls its progress
+     * callback, whose argument is the caller's: wait until it is over. */
+    while (db->stopping && db->manual_running)
+        pthread_cond_wait(&db->done_cond, &db->mutex);
     rc = db->stopping && db->manual_finished < gen
              ? tl_error(TL_ECLOSED, "%s is closing: the compaction did not run", db->dir)
              : db->manual_result;

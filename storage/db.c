@@ -168,6 +168,13 @@ static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
         }
         if (db->current->n_imm < db->opt.max_immutable_memtables)
             break;
+        if (db->stopping) {
+            pthread_mutex_unlock(&db->mutex);
+            return tl_error(TL_ECLOSED,
+                            "%s is closing: the memtable is full and no flush will "
+                            "run",
+                            db->dir);
+        }
         if (db->flush_failure.error) {
             /* Waiting would outlast the caller's patience on a full or failing disk. */
             int rc = tl_error(db->flush_failure.error,
@@ -274,6 +281,8 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
         struct tl_cell_snap s;
         struct tl_record r;
         tl_cell_read(m, c, &s);
+        if (tl_cell_is_placeholder(&s))
+            continue;
         tl_cell_snap_to_record(&s, &r);
         if (tl_fold_add(f, &r))
             return tl_fold_own_bytes(f);
@@ -397,17 +406,21 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
 {
     struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
     int rc = 0;
+    bool placeholder = false;
     tl_fold_init(fold);
     *full = false;
     if (c) {
         struct tl_cell_snap s;
         tl_cell_read(m, c, &s);
         tl_cell_snap_to_record(&s, cur);
-        if (blind || (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE)) {
-            *cellp = c;
-            return 0;
+        placeholder = !blind && tl_cell_is_placeholder(&s);
+        if (!placeholder) {
+            if (blind || (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE)) {
+                *cellp = c;
+                return 0;
+            }
+            tl_fold_add(fold, cur);
         }
-        tl_fold_add(fold, cur);
     } else if (blind) {
         struct tl_cell_snap s = {.state = TL_CELL_MERGE};
         bool inserted;
@@ -433,6 +446,12 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
                         klen, db->dir);
     struct tl_cell_snap s;
     tl_record_to_cell_snap(cur, &s);
+    if (c && placeholder) {
+        /* A failed blind merge's cell: now a cache of the older layers, as an insert makes. */
+        s.dirty = false;
+        if (s.state == TL_CELL_DELETED)
+            s.state = TL_CELL_ABSENT;
+    }
     if (c) {
         /* Resolved, still dirty: the WAL has its records, the flush must write the result. */
         if (!tl_cell_write(m, c, &s)) {
@@ -1666,15 +1685,20 @@ fail:
     return rc;
 }
 
-int tl_db_close(tl_db *db)
+void tl_db_stop(tl_db *db)
 {
-    if (!db)
-        return 0;
     pthread_mutex_lock(&db->mutex);
     db->stopping = true;
     pthread_cond_broadcast(&db->bg_cond);
     pthread_cond_broadcast(&db->done_cond);
     pthread_mutex_unlock(&db->mutex);
+}
+
+int tl_db_close(tl_db *db)
+{
+    if (!db)
+        return 0;
+    tl_db_stop(db);
     if (db->threads_started) {
         pthread_join(db->flush_thread, NULL);
         pthread_join(db->compaction_thread, NULL);

@@ -188,23 +188,39 @@ struct mem_source {
     struct tl_memtable *m;
     struct tl_cell **batch;
     size_t n, pos, batch_max;
-    bool more; /* the last batch was full: there may be more keys past it */
+    bool more;            /* the last batch was full: there may be more keys past it */
+    struct tl_cell *last; /* the last cell collected (kept or not): where the next batch starts */
 };
 
+/* Collects the next batch of cells, leaving out blind-merge placeholders (they say nothing). */
 static int ms_fill(struct mem_source *ms, const void *key, size_t klen, bool inclusive)
 {
-    size_t want = ms->batch_max;
-    ms->n = tl_memtable_collect(ms->m, key, klen, inclusive, ms->batch, want);
-    ms->pos = 0;
-    ms->more = ms->n == want;
-    if (ms->batch_max < TL_MEM_BATCH_MAX) {
-        struct tl_cell **grown = realloc(ms->batch, sizeof *grown * ms->batch_max * 2);
-        if (grown) {
-            ms->batch = grown;
-            ms->batch_max *= 2;
+    for (;;) {
+        size_t want = ms->batch_max;
+        size_t got = tl_memtable_collect(ms->m, key, klen, inclusive, ms->batch, want);
+        ms->pos = 0;
+        ms->more = got == want;
+        ms->last = got ? ms->batch[got - 1] : NULL;
+        ms->n = 0;
+        for (size_t i = 0; i < got; i++) {
+            struct tl_cell_snap snap;
+            tl_cell_read(ms->m, ms->batch[i], &snap);
+            if (!tl_cell_is_placeholder(&snap))
+                ms->batch[ms->n++] = ms->batch[i];
         }
+        if (ms->batch_max < TL_MEM_BATCH_MAX) {
+            struct tl_cell **grown = realloc(ms->batch, sizeof *grown * ms->batch_max * 2);
+            if (grown) {
+                ms->batch = grown;
+                ms->batch_max *= 2;
+            }
+        }
+        if (ms->n > 0 || !ms->more)
+            return 0;
+        key = ms->last->key;
+        klen = ms->last->klen;
+        inclusive = false;
     }
-    return 0;
 }
 
 static int ms_seek(struct tl_source *s, const void *key, size_t klen)
@@ -217,8 +233,7 @@ static int ms_next(struct tl_source *s)
     struct mem_source *ms = (struct mem_source *)s;
     if (++ms->pos < ms->n || !ms->more)
         return 0;
-    struct tl_cell *last = ms->batch[ms->n - 1];
-    return ms_fill(ms, last->key, last->klen, false);
+    return ms_fill(ms, ms->last->key, ms->last->klen, false);
 }
 
 static bool ms_valid(struct tl_source *s)

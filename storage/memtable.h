@@ -73,6 +73,14 @@ struct tl_cell_snap {
     uint32_t len;
 };
 
+/* A cell that a blind merge (tl_db_merge_expire) inserted ahead of its WAL record: MERGE and
+ * never dirty. Until the merge publishes it, it says nothing about the key, and if the merge
+ * fails it stays that way: readers, iterators and the flush pass over it. */
+static inline bool tl_cell_is_placeholder(const struct tl_cell_snap *s)
+{
+    return s->state == TL_CELL_MERGE && !s->dirty;
+}
+
 struct tl_memtable {
     _Atomic uint64_t *slots;
     uint64_t mask;

@@ -94,6 +94,10 @@ typedef struct tl_db tl_db;
 /* Opens (creating if missing) the database in dir, replaying its WAL. The directory is locked
  * against a second process: TL_ELOCKED. TL_ENOURING if io_uring cannot be set up. */
 int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out);
+/* The first half of tl_db_close, for a caller with threads of its own inside the database: the
+ * background work stops, and a manual compaction or flush that waits, or starts later, returns
+ * TL_ECLOSED at once. Reads and writes still work until tl_db_close, which must follow. */
+void tl_db_stop(tl_db *db);
 /* Syncs the WAL, stops the background threads and frees everything. The memtable is not
  * flushed: its records are in the WAL and are replayed at the next open. */
 int tl_db_close(tl_db *db);
@@ -154,7 +158,10 @@ int tl_db_incr_expire(tl_db *db, const void *key, size_t klen, int64_t delta, in
 /* Adds delta to the integer at key and sets its expiry, without reading what older layers hold
  * when the memtable does not know the key: a blind merge, for counters whose value the caller
  * does not need (the coarser buckets of a window). The overflow check is made only against a
- * value the memtable knows; otherwise a sum past int64 wraps when the layers are folded. */
+ * value the memtable knows; otherwise a sum past int64 wraps when the layers are folded.
+ * Only for keys that never hold anything but merges of this kind, each with the same expiry
+ * (a window bucket's): a merge over a byte value, or with a later expiry over a value that has
+ * expired on disk, is not checked and would read wrongly. */
 int tl_db_merge_expire(tl_db *db, const void *key, size_t klen, int64_t delta, int64_t expire_ms,
                        uint64_t *seq);
 

@@ -197,10 +197,31 @@ int64_t tl_db_clock_ms(tl_db *db)
 int tl_window_plan(const struct tl_window_policy *p, int64_t now_ms, int64_t end_ms,
                    int64_t window_ms, struct tl_window_span spans[TL_WINDOW_MAX_RES])
 {
+    /* Times past 2^53 ms (year 285,000) are cut there: no arithmetic below can overflow. */
+    if (end_ms > TL_WINDOW_MAX_TIME_MS)
+        end_ms = TL_WINDOW_MAX_TIME_MS;
+    if (end_ms < -TL_WINDOW_MAX_TIME_MS)
+        end_ms = -TL_WINDOW_MAX_TIME_MS;
+    if (window_ms > TL_WINDOW_MAX_TIME_MS)
+        window_ms = TL_WINDOW_MAX_TIME_MS;
+    if (now_ms > TL_WINDOW_MAX_TIME_MS)
+        now_ms = TL_WINDOW_MAX_TIME_MS;
     int64_t start = end_ms - window_ms, hi = end_ms + 1;
     int n = 0;
     for (int i = 0; i < p->n; i++) {
         int64_t w = p->res[i].width_ms;
+        if (n > 0 && hi % w != 0) {
+            /* A finer resolution was passed over: this one's buckets must end where the finer
+             * spans begin, so the handoff moves up to a boundary of this width (the finer
+             * buckets from there on are held, since they were from hi on). */
+            hi = align_up(hi, w);
+            while (n > 0 && spans[n - 1].from_ms < hi) {
+                spans[n - 1].from_ms = hi;
+                if (spans[n - 1].from_ms < spans[n - 1].to_ms)
+                    break;
+                n--;
+            }
+        }
         int64_t lo = align_up(now_ms - p->res[i].retention_ms, w);
         int64_t first = align_up(start, w);
         if (i == p->n - 1 || first >= lo) {

@@ -503,6 +503,39 @@ static void test_concurrent_writers_under_faults(void)
     scenario_end(db, dir, TL_FSYNC_ALWAYS, true, THREADS * 8);
 }
 
+/* A blind merge (a window's coarser bucket) refused by a broken WAL leaves no key behind: not
+ * to reads, not to an iterator, not to a later write, not after a flush and a reopen. */
+static void test_refused_blind_merge(void)
+{
+    char *dir = test_tmpdir("faults-blind");
+    tl_db *db = open_db(dir, TL_FSYNC_ALWAYS, false);
+    tl_fault_set(TL_FAULT_WAL, TL_FAULT_EIO, 0, 0);
+    CHECK(tl_db_put_int(db, "other", 5, 1, 0, NULL) < 0); /* breaks the WAL */
+    CHECK(tl_db_merge_expire(db, "blind", 5, 5, INT64_C(1) << 50, NULL) < 0);
+    struct tl_val v;
+    CHECK_EQ_INT(tl_db_get(db, "blind", 5, &v), 0);
+    tl_fault_clear(TL_FAULT_WAL);
+    int64_t deadline = now_ms() + RESUME_WAIT_MS;
+    while (tl_db_put_int(db, "other", 5, 2, 0, NULL) < 0 && now_ms() < deadline)
+        usleep(10000);
+    bool existed = true;
+    CHECK_OK(tl_db_set_expiry(db, "blind", 5, 0, &existed, NULL));
+    CHECK(!existed);
+    for (int round = 0; round < 2; round++) {
+        CHECK_EQ_INT(tl_db_get(db, "blind", 5, &v), 0);
+        uint64_t keys;
+        CHECK_OK(tl_db_count_keys(db, &keys));
+        CHECK_EQ_INT(keys, 1); /* "other" alone */
+        CHECK_OK(tl_db_flush(db));
+        CHECK_OK(tl_db_close(db));
+        db = open_db(dir, TL_FSYNC_ALWAYS, false);
+    }
+    CHECK_OK(tl_db_close(db));
+    test_rmdir(dir);
+    free(dir);
+    scenarios++;
+}
+
 int main(void)
 {
     test_require_uring();
@@ -528,6 +561,7 @@ int main(void)
     test_manifest_fault(TL_FAULT_SYNC, 1);
     test_manifest_fault(TL_FAULT_ENOSPC, 0);
     test_concurrent_writers_under_faults();
+    test_refused_blind_merge();
 
     printf("test_faults: %llu scenarios passed\n", (unsigned long long)scenarios);
     tl_fault_report(stdout, "test_faults");
