@@ -468,6 +468,25 @@ int main(void)
     test_quantiles();
     test_distinct();
 
+    /* The policy table is bounded (1024): a SET past it is refused and stores nothing, so the
+     * restart below still opens. */
+    int refused = 0;
+    for (int i = 0; i < 1030; i++)
+        redisAppendCommand(g_c, "WPOLICY SET bulk%d 1m:1h", i);
+    for (int i = 0; i < 1030; i++) {
+        void *rv;
+        if (redisGetReply(g_c, &rv) != REDIS_OK)
+            FAIL("pipeline: %s", g_c->errstr);
+        redisReply *r = rv;
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (!strstr(r->str, "too many window policies (the limit is 1024)"))
+                FAIL("WPOLICY SET past the limit: %s", r->str);
+            refused++;
+        }
+        freeReplyObject(r);
+    }
+    if (refused < 6)
+        FAIL("only %d of 1030 WPOLICY SETs were refused", refused);
     /* FLUSHALL drops every key, not the policies WPOLICY SET stored. */
     expect_status("OK", cmd("FLUSHALL"), "FLUSHALL");
     expect_int(0, cmd("EXISTS d"), "FLUSHALL dropped the series");
