@@ -350,17 +350,9 @@ static bool series_for_write(struct tl_client *c, const char *key, size_t klen, 
                         (int)(plen > 64 ? 64 : plen), policy);
         return false;
     }
-    struct head_op *op = malloc(sizeof *op);
-    if (!op) {
-        tl_reply_engine_error(c, -ENOMEM);
-        return false;
-    }
-    op->tag = tag;
-    op->at_ms = at_ms;
-    op->create = &p;
-    int rc = tl_key_update(c, key, klen, head_update, op);
-    *s = op->s;
-    free(op);
+    struct head_op op = {.tag = tag, .at_ms = at_ms, .create = &p};
+    int rc = tl_key_update(c, key, klen, head_update, &op);
+    *s = op.s;
     if (rc == -ERANGE) {
         char lim[32];
         tl_duration_format(p.res[p.n - 1].retention_ms, lim, sizeof lim);

@@ -378,9 +378,6 @@ int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t
 int tl_window_sum(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
                   int64_t end_ms, int64_t window_ms, int64_t *sum);
 
-/* The database's clock (tl_options.clock_ms or the real one), unix ms. */
-int64_t tl_db_clock_ms(tl_db *db);
-
 /* Formats a long double the way Redis's INCRBYFLOAT does: up to 17 significant digits,
  * no exponent, no trailing zeros. Returns the length written (buf needs 5 + 4932 + 17 bytes
  * at most; TL_FLOAT_BUF is enough for every finite value). */

@@ -189,11 +189,6 @@ static int64_t align_up(int64_t t, int64_t w)
     return align_down(t + w - 1, w);
 }
 
-int64_t tl_db_clock_ms(tl_db *db)
-{
-    return tl_db_now_ms(db);
-}
-
 int tl_window_plan(const struct tl_window_policy *p, int64_t now_ms, int64_t end_ms,
                    int64_t window_ms, struct tl_window_span spans[TL_WINDOW_MAX_RES])
 {
@@ -248,9 +243,32 @@ static size_t bucket_key(const void *prefix, size_t plen, int res, int64_t start
     return plen + TL_WINDOW_SUFFIX_BYTES;
 }
 
-/* Checks a write's time against the policy; allocates the bucket key buffer. */
+/* A bucket key being built: on the stack for the usual short prefixes, no allocation per call. */
+#define KEY_INLINE_BYTES 64
+struct key_buf {
+    uint8_t inline_buf[KEY_INLINE_BYTES];
+    uint8_t *p;
+};
+
+static int key_buf_init(struct key_buf *k, size_t plen)
+{
+    if (plen + TL_WINDOW_SUFFIX_BYTES <= sizeof k->inline_buf) {
+        k->p = k->inline_buf;
+        return 0;
+    }
+    k->p = malloc(plen + TL_WINDOW_SUFFIX_BYTES);
+    return k->p ? 0 : tl_error(-ENOMEM, "out of memory for a bucket key");
+}
+
+static void key_buf_free(struct key_buf *k)
+{
+    if (k->p != k->inline_buf)
+        free(k->p);
+}
+
+/* Checks a write's time against the policy; sets up the bucket key buffer. */
 static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p, int64_t at_ms,
-                       int64_t *now, uint8_t **key)
+                       int64_t *now, struct key_buf *key)
 {
     char lim[32];
     if (p->n < 1)
@@ -270,10 +288,7 @@ static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p,
     if (plen + TL_WINDOW_SUFFIX_BYTES > TL_MAX_KEY_BYTES)
         return tl_error(TL_ETOOBIG, "series key of %zu bytes is over the limit of %d bytes", plen,
                         TL_MAX_KEY_BYTES - TL_WINDOW_SUFFIX_BYTES);
-    *key = malloc(plen + TL_WINDOW_SUFFIX_BYTES);
-    if (!*key)
-        return tl_error(-ENOMEM, "out of memory for a bucket key");
-    return 0;
+    return key_buf_init(key, plen);
 }
 
 /* Whether resolution i still holds a bucket starting at start: its expiry is not past. */
@@ -292,7 +307,7 @@ static int write_buckets(tl_db *db, const void *prefix, size_t plen,
                          void *arg)
 {
     int64_t now = 0;
-    uint8_t *key = NULL;
+    struct key_buf key;
     int rc = write_setup(db, plen, p, at_ms, &now, &key);
     if (rc < 0)
         return rc;
@@ -300,10 +315,10 @@ static int write_buckets(tl_db *db, const void *prefix, size_t plen,
         const struct tl_window_res *r = &p->res[i];
         int64_t start = align_down(at_ms, r->width_ms);
         if (bucket_held(r, start, now))
-            rc = write(arg, db, i, key, bucket_key(prefix, plen, i, start, key),
+            rc = write(arg, db, i, key.p, bucket_key(prefix, plen, i, start, key.p),
                        start + r->retention_ms);
     }
-    free(key);
+    key_buf_free(&key);
     return rc;
 }
 
@@ -399,14 +414,13 @@ static int visit_span(tl_iter *it, const void *prefix, size_t plen, int res, int
 }
 
 /* Opens an iterator and a key buffer for visits of a series. */
-static int visit_setup(tl_db *db, size_t plen, tl_iter **it, uint8_t **key)
+static int visit_setup(tl_db *db, size_t plen, tl_iter **it, struct key_buf *key)
 {
-    *key = malloc(plen + TL_WINDOW_SUFFIX_BYTES);
-    if (!*key)
-        return tl_error(-ENOMEM, "out of memory for a bucket key");
-    int rc = tl_iter_new(db, it);
+    int rc = key_buf_init(key, plen);
     if (rc < 0)
-        free(*key);
+        return rc;
+    if ((rc = tl_iter_new(db, it)) < 0)
+        key_buf_free(key);
     return rc;
 }
 
@@ -418,15 +432,15 @@ int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_
     if (n == 0)
         return 0;
     tl_iter *it;
-    uint8_t *key = NULL;
+    struct key_buf key;
     int rc = visit_setup(db, plen, &it, &key);
     if (rc < 0)
         return rc;
     for (int i = 0; i < n && rc >= 0; i++)
-        rc = visit_span(it, prefix, plen, spans[i].res, spans[i].from_ms, spans[i].to_ms, key, fn,
+        rc = visit_span(it, prefix, plen, spans[i].res, spans[i].from_ms, spans[i].to_ms, key.p, fn,
                         arg);
     tl_iter_free(it);
-    free(key);
+    key_buf_free(&key);
     return rc;
 }
 
@@ -434,13 +448,13 @@ int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t
                     int64_t to_ms, tl_window_visit_fn fn, void *arg)
 {
     tl_iter *it;
-    uint8_t *key = NULL;
+    struct key_buf key;
     int rc = visit_setup(db, plen, &it, &key);
     if (rc < 0)
         return rc;
-    rc = visit_span(it, prefix, plen, res, from_ms, to_ms, key, fn, arg);
+    rc = visit_span(it, prefix, plen, res, from_ms, to_ms, key.p, fn, arg);
     tl_iter_free(it);
-    free(key);
+    key_buf_free(&key);
     return rc;
 }
 
