@@ -5,12 +5,15 @@
  * A series has two parts:
  * - its head, the user's key: a typed value (TL_TAG_WINDOW, _WSKETCH or _WHLL, so TYPE, DEL,
  *   EXISTS, EXPIRE and SCAN see one key of that type), holding
- *       byte     version (1)
+ *       byte     version: 2 for counters (WINCRBY), 1 for the others
  *       8 bytes  generation, little endian: random, chosen when the series is created
  *       varint   auto expiry (unix ms) last set by a write, see below
  *       byte     n, the number of resolutions
  *       n times  varint resolution ms, varint retention ms
- *   so the series keeps the policy it was created with whatever later happens to the name;
+ *       version 2: the newest and previous bucket of each resolution (tl_window_live_encode)
+ *   so the series keeps the policy it was created with whatever later happens to the name, and
+ *   a WINCRBY is one update of the head (storage/window.c, tl_window_incr). A counter head of
+ *   version 1 (written before heads kept buckets) still works: its writes all merge in place;
  * - its buckets, engine keys TL_INTERNAL_PREFIX 0x01 generation(8, big endian) followed by the
  *   bucket suffix of storage/window.c, outside every database. The generation ties buckets to
  *   one life of the key: after DEL (or expiry) and a new write, the new series does not see the
@@ -37,8 +40,9 @@
 #include "server.h"
 #include "sketch.h"
 
-#define HEAD_VERSION    1
-#define HEAD_MAX_BYTES  (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20)
+#define HEAD_VERSION      1 /* no buckets in the head */
+#define HEAD_VERSION_LIVE 2
+#define HEAD_MAX_BYTES    (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20 + TL_WINDOW_LIVE_MAX_BYTES)
 #define PREFIX_BYTES    11 /* TL_INTERNAL_PREFIX, kind, generation */
 #define KIND_POLICY     0x00
 #define KIND_BUCKETS    0x01
@@ -210,8 +214,15 @@ struct series {
     uint64_t gen;
     int64_t auto_expire_ms;
     struct tl_window_policy p;
+    struct tl_window_live live; /* counters: the head's buckets */
     char prefix[PREFIX_BYTES];
 };
+
+/* The storage's view of a counter series. */
+static struct tl_window_series series_view(const struct series *s)
+{
+    return (struct tl_window_series){s->prefix, PREFIX_BYTES, s->p, s->live};
+}
 
 static void series_prefix(struct series *s)
 {
@@ -229,10 +240,11 @@ static bool take_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return n != 0;
 }
 
-static size_t head_encode(const struct series *s, uint8_t *out)
+/* Encodes a head; with_live: a counter series' version 2 head with its buckets. */
+static size_t head_encode(const struct series *s, bool with_live, uint8_t *out)
 {
     size_t n = 0;
-    out[n++] = HEAD_VERSION;
+    out[n++] = with_live ? HEAD_VERSION_LIVE : HEAD_VERSION;
     for (int i = 0; i < 8; i++)
         out[n++] = (uint8_t)(s->gen >> (8 * i));
     n += tl_put_varint(out + n, (uint64_t)s->auto_expire_ms);
@@ -241,15 +253,17 @@ static size_t head_encode(const struct series *s, uint8_t *out)
         n += tl_put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
         n += tl_put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
     }
+    if (with_live)
+        n += tl_window_live_encode(&s->live, &s->p, out + n);
     return n;
 }
 
 static bool head_decode(const struct tl_val *v, struct series *s)
 {
     const uint8_t *p = (const uint8_t *)v->bytes, *end = p + v->len;
-    if (v->len < 10 || p[0] != HEAD_VERSION)
+    if (v->len < 10 || (p[0] != HEAD_VERSION && p[0] != HEAD_VERSION_LIVE))
         return false;
-    p++;
+    bool live = *p++ == HEAD_VERSION_LIVE;
     s->gen = 0;
     for (int i = 0; i < 8; i++)
         s->gen |= (uint64_t)*p++ << (8 * i);
@@ -268,6 +282,14 @@ static bool head_decode(const struct tl_val *v, struct series *s)
         s->p.res[i].retention_ms = (int64_t)y;
     }
     series_prefix(s);
+    tl_window_live_init(&s->live);
+    s->live.legacy = !live && v->tag == TL_TAG_WINDOW;
+    if (live) {
+        size_t n = tl_window_live_decode(p, end, &s->p, &s->live);
+        if (n == 0)
+            return false;
+        p += n;
+    }
     return p == end;
 }
 
@@ -288,13 +310,28 @@ static int series_read(struct tl_client *c, const char *key, size_t klen, uint8_
     return rc;
 }
 
-struct head_op {
-    uint8_t tag;
-    int64_t at_ms;
-    const struct tl_window_policy *create; /* the policy a new series gets */
-    struct series s;
-    uint8_t buf[HEAD_MAX_BYTES];
-};
+/* The series of a head about to be written at at_ms: decoded, or, for a missing head, a new
+ * series with the policy create (refused, creating nothing, when the policy would not keep
+ * at_ms). */
+static int head_open(const struct tl_val *cur, int found, uint8_t tag,
+                     const struct tl_window_policy *create, int64_t at_ms, struct series *s)
+{
+    if (found) {
+        if (cur->type != TL_VAL_TYPED || cur->tag != tag)
+            return TL_EWRONGTYPE;
+        return head_decode(cur, s) ? 0 : TL_ECORRUPT;
+    }
+    const struct tl_window_res *last = &create->res[create->n - 1];
+    if (at_ms < tl_now_ms() - last->retention_ms)
+        return -ERANGE;
+    s->p = *create;
+    s->auto_expire_ms = 0;
+    if (getrandom(&s->gen, sizeof s->gen, 0) != (ssize_t)sizeof s->gen)
+        return -errno;
+    series_prefix(s);
+    tl_window_live_init(&s->live);
+    return 0;
+}
 
 /* The automatic expiry of a series written at at_ms: past every bucket the write can make, by
  * one coarsest bucket more, so that it is renewed once per such bucket. */
@@ -304,35 +341,103 @@ static int64_t auto_expiry(const struct tl_window_policy *p, int64_t at_ms)
     return at_ms + last->retention_ms + last->width_ms;
 }
 
+/* The expiry a head gets from a write at at_ms, given its current one (cur_ms, when found):
+ * an expiry set by the user is kept; the automatic one is renewed when the write's buckets
+ * would outlive it. */
+static int64_t head_expiry(struct series *s, int found, int64_t cur_ms, int64_t at_ms)
+{
+    const struct tl_window_res *last = &s->p.res[s->p.n - 1];
+    if (found && (cur_ms != s->auto_expire_ms || cur_ms >= at_ms + last->retention_ms))
+        return cur_ms;
+    s->auto_expire_ms = auto_expiry(&s->p, at_ms);
+    return s->auto_expire_ms;
+}
+
+struct head_op {
+    uint8_t tag;
+    int64_t at_ms;
+    const struct tl_window_policy *create; /* the policy a new series gets */
+    struct series s;
+    int found;
+    int64_t cur_expire_ms;
+    uint8_t buf[HEAD_MAX_BYTES];
+};
+
+/* The head of a sketch or HyperLogLog series: written when new or when its expiry moves. */
 static int head_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
 {
     struct head_op *op = arg;
-    if (found) {
-        if (cur->type != TL_VAL_TYPED || cur->tag != op->tag)
-            return TL_EWRONGTYPE;
-        if (!head_decode(cur, &op->s))
-            return TL_ECORRUPT;
-        const struct tl_window_res *last = &op->s.p.res[op->s.p.n - 1];
-        bool managed = cur->expire_ms == op->s.auto_expire_ms;
-        if (!managed || cur->expire_ms >= op->at_ms + last->retention_ms)
-            return TL_UPDATE_KEEP;
-    } else {
-        /* A write the policy would refuse creates nothing. */
-        const struct tl_window_res *last = &op->create->res[op->create->n - 1];
-        if (op->at_ms < tl_now_ms() - last->retention_ms)
-            return -ERANGE;
-        op->s.p = *op->create;
-        if (getrandom(&op->s.gen, sizeof op->s.gen, 0) != (ssize_t)sizeof op->s.gen)
-            return -errno;
-        series_prefix(&op->s);
-    }
-    op->s.auto_expire_ms = auto_expiry(&op->s.p, op->at_ms);
+    int rc = head_open(cur, found, op->tag, op->create, op->at_ms, &op->s);
+    if (rc < 0)
+        return rc;
+    int64_t expire = head_expiry(&op->s, found, found ? cur->expire_ms : 0, op->at_ms);
+    if (found && expire == cur->expire_ms)
+        return TL_UPDATE_KEEP;
     next->type = TL_VAL_TYPED;
     next->tag = op->tag;
     next->bytes = (char *)op->buf;
-    next->len = head_encode(&op->s, op->buf);
-    next->expire_ms = op->s.auto_expire_ms;
+    next->len = head_encode(&op->s, false, op->buf);
+    next->expire_ms = expire;
     return TL_UPDATE_PUT;
+}
+
+/* A counter series' head, for tl_window_incr: read, then rewritten with its new buckets. */
+static int counter_decode(void *arg, const struct tl_val *cur, int found,
+                          struct tl_window_series *out)
+{
+    struct head_op *op = arg;
+    int rc = head_open(cur, found, TL_TAG_WINDOW, op->create, op->at_ms, &op->s);
+    if (rc < 0)
+        return rc;
+    op->found = found;
+    op->cur_expire_ms = found ? cur->expire_ms : 0;
+    *out = series_view(&op->s);
+    return 0;
+}
+
+static int counter_encode(void *arg, const struct tl_window_series *ws, int64_t at_ms,
+                          struct tl_val *next)
+{
+    struct head_op *op = arg;
+    op->s.live = ws->live;
+    next->type = TL_VAL_TYPED;
+    next->tag = TL_TAG_WINDOW;
+    next->bytes = (char *)op->buf;
+    next->len = head_encode(&op->s, !op->s.live.legacy, op->buf);
+    next->expire_ms = head_expiry(&op->s, op->found, op->cur_expire_ms, at_ms);
+    return 0;
+}
+
+/* Looks up a policy by name (NULL: the default); replies the error and returns false when
+ * there is none. */
+static bool policy_for_write(struct tl_client *c, const char *policy, size_t plen,
+                             struct tl_window_policy *p)
+{
+    if (!policy) {
+        policy = DEFAULT_POLICY;
+        plen = strlen(DEFAULT_POLICY);
+    }
+    if (policy_find(policy, plen, p))
+        return true;
+    tl_reply_errorf(c, "ERR no window policy named '%.*s' (WPOLICY LIST shows them)",
+                    (int)(plen > 64 ? 64 : plen), policy);
+    return false;
+}
+
+/* Replies the error of a failed head write: -ERANGE names the policy's limit. */
+static void reply_head_error(struct tl_client *c, const struct tl_window_policy *p, int64_t at_ms,
+                             int rc)
+{
+    if (rc == -ERANGE) {
+        char lim[32];
+        tl_duration_format(p->res[p->n - 1].retention_ms, lim, sizeof lim);
+        tl_reply_errorf(c,
+                        "ERR timestamp %" PRId64 " ms is older than the policy's longest "
+                        "retention (%s before now)",
+                        at_ms, lim);
+    } else {
+        tl_reply_engine_error(c, rc);
+    }
 }
 
 /* The head of a series of type tag for a write at at_ms, created with the named policy (NULL:
@@ -341,29 +446,13 @@ static bool series_for_write(struct tl_client *c, const char *key, size_t klen, 
                              const char *policy, size_t plen, int64_t at_ms, struct series *s)
 {
     struct tl_window_policy p;
-    if (!policy) {
-        policy = DEFAULT_POLICY;
-        plen = strlen(DEFAULT_POLICY);
-    }
-    if (!policy_find(policy, plen, &p)) {
-        tl_reply_errorf(c, "ERR no window policy named '%.*s' (WPOLICY LIST shows them)",
-                        (int)(plen > 64 ? 64 : plen), policy);
+    if (!policy_for_write(c, policy, plen, &p))
         return false;
-    }
     struct head_op op = {.tag = tag, .at_ms = at_ms, .create = &p};
     int rc = tl_key_update(c, key, klen, head_update, &op);
     *s = op.s;
-    if (rc == -ERANGE) {
-        char lim[32];
-        tl_duration_format(p.res[p.n - 1].retention_ms, lim, sizeof lim);
-        tl_reply_errorf(c,
-                        "ERR timestamp %" PRId64 " ms is older than the policy's longest "
-                        "retention (%s before now)",
-                        at_ms, lim);
-        return false;
-    }
     if (rc < 0) {
-        tl_reply_engine_error(c, rc);
+        reply_head_error(c, &p, at_ms, rc);
         return false;
     }
     return true;
@@ -441,8 +530,8 @@ static void reply_sums(struct tl_client *c, const struct series *s, bool found,
         sums[i] = 0;
         if (!found)
             continue;
-        int rc =
-            tl_window_sum(tl_srv->db, s->prefix, PREFIX_BYTES, &s->p, end_ms, windows[i], &sums[i]);
+        struct tl_window_series view = series_view(s);
+        int rc = tl_window_sum(tl_srv->db, &view, end_ms, windows[i], &sums[i]);
         if (rc < 0) {
             reply_window_error(c, rc);
             return;
@@ -481,23 +570,31 @@ static void cmd_wincrby(struct tl_client *c, struct tl_args *a)
     head.argc = get;
     if (!parse_opts(c, &head, 3, true, &o))
         return;
-    struct series s;
-    if (!series_for_write(c, a->argv[1], a->len[1], TL_TAG_WINDOW, o.policy, o.policy_len, o.at_ms,
-                          &s))
+    struct tl_window_policy p;
+    if (!policy_for_write(c, o.policy, o.policy_len, &p))
         return;
-    uint64_t seq = 0;
-    int64_t finest = 0;
-    int rc =
-        tl_window_incr(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, delta, &finest, &seq);
-    tl_note_seq(c, seq);
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, a->argv[1], a->len[1]);
     if (rc < 0) {
-        reply_window_error(c, rc);
+        tl_dbkey_free(&k);
+        tl_reply_engine_error(c, rc);
         return;
     }
-    if (get == a->argc)
+    struct head_op op = {.tag = TL_TAG_WINDOW, .at_ms = o.at_ms, .create = &p};
+    struct tl_window_head h = {k.p, k.len, counter_decode, counter_encode, &op};
+    uint64_t seq = 0;
+    int64_t finest = 0;
+    rc = tl_window_incr(tl_srv->db, &h, o.at_ms, delta, &finest, &seq);
+    tl_dbkey_free(&k);
+    tl_note_seq(c, seq);
+    if (rc == -ERANGE && !op.found)
+        reply_head_error(c, &p, o.at_ms, rc);
+    else if (rc < 0)
+        reply_window_error(c, rc);
+    else if (get == a->argc)
         tl_reply_int(c, finest);
     else
-        reply_sums(c, &s, true, windows, nw, o.at_ms);
+        reply_sums(c, &op.s, true, windows, nw, o.at_ms);
 }
 
 /* WGET key window [window ...] [AT unix-ms] */
@@ -595,7 +692,8 @@ static void cmd_wrange(struct tl_client *c, struct tl_args *a)
     int64_t lo = from < 0 ? 0 : from - ((from % w) + w) % w;
     int64_t hi = to >= TL_WINDOW_MAX_TIME_MS ? TL_WINDOW_MAX_TIME_MS : to + 1;
     struct range_acc r = {0};
-    rc = tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, res, lo, hi, range_bucket, &r);
+    rc = tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, &s.live, res, lo, hi, range_bucket,
+                         &r);
     if (rc < 0) {
         reply_window_error(c, rc);
     } else {
@@ -686,7 +784,7 @@ static bool window_sketch(struct tl_client *c, struct tl_args *a, int window_arg
     int rc = series_read(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, &s);
     if (rc == 1)
         rc =
-            tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, end_ms, w, sketch_bucket, sk);
+            tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, end_ms, w, sketch_bucket, sk);
     if (rc < 0) {
         reply_window_error(c, rc);
         return false;
@@ -839,7 +937,7 @@ static void cmd_wpfcount(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, -ENOMEM);
         return;
     }
-    rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, w, hll_bucket, u);
+    rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, o.at_ms, w, hll_bucket, u);
     if (rc < 0)
         reply_window_error(c, rc);
     else

@@ -302,10 +302,11 @@ void tl_iter_free(tl_iter *it);
  *
  *     prefix | resolution index (1 byte) | bucket start (unix ms, 8 bytes big endian)
  *
- * so one series' buckets are contiguous and ordered by resolution, then time. A bucket holding
- * a counter is an integer whose increments carry the bucket's expiry (start + retention); other
- * bucket values (sketches, HyperLogLogs) are written with tl_window_update. Either way a bucket
- * is an expiring key, and compaction drops it once its retention has passed.
+ * so one series' buckets are contiguous and ordered by resolution, then time. Counter series
+ * (tl_window_incr) keep their newest buckets in a head of the caller's and store older ones as
+ * integers; other bucket values (sketches, HyperLogLogs) are written with tl_window_update.
+ * Every bucket key carries its bucket's expiry (start + retention), and compaction drops it
+ * once its retention has passed.
  *
  * Retention is measured against the database's clock (tl_options.clock_ms): at time now,
  * resolution i holds the buckets that start at or after now - retention_i.
@@ -338,13 +339,67 @@ int tl_window_policy_parse(const char *spec, size_t len, struct tl_window_policy
 /* The canonical text of a policy; returns its length. */
 size_t tl_window_policy_format(const struct tl_window_policy *p, char *buf, size_t cap);
 
-/* Adds delta to the series' bucket holding at_ms in every resolution that still holds that
- * time, and stores the new value of the finest bucket written in *finest (may be NULL).
+/*
+ * Counter series keep their newest bucket of each resolution, and the one before it, in a
+ * head: one value of the caller's (a typed value at a key of its choosing, holding whatever
+ * else the caller keeps about the series). A write is then one update of the head, one WAL
+ * record, whatever the number of resolutions:
+ *   - a write into the newest bucket of a resolution adds to the head;
+ *   - a write into a newer bucket makes it the newest: the newest becomes the previous one, and
+ *     the previous one is stored first under its bucket key, as a PUT of its final value (the
+ *     previous bucket never changes again, so storing it twice is harmless: a crash between the
+ *     two writes loses nothing and counts nothing twice);
+ *   - a write into an older bucket (a late write, with AT) is merged into the bucket's late key,
+ *     the bucket key followed by TL_WINDOW_LATE_BYTE, after the head's update.
+ * A bucket's value is its late key's plus, for the newest and previous buckets, the head's
+ * (their bucket keys, when present, hold the same value and are passed over), or else its
+ * bucket key's. Visits and sums take the head's state and do this.
+ */
+#define TL_WINDOW_LATE_BYTE 0x01
+/* The head's state: start -1 means none. legacy: a head written before heads kept buckets,
+ * whose buckets are all merged in place (every write is treated as late). */
+struct tl_window_live {
+    int64_t start[TL_WINDOW_MAX_RES], value[TL_WINDOW_MAX_RES];
+    int64_t prev_start[TL_WINDOW_MAX_RES], prev_value[TL_WINDOW_MAX_RES];
+    bool legacy;
+};
+/* Bytes tl_window_live_encode writes at most. */
+#define TL_WINDOW_LIVE_MAX_BYTES (TL_WINDOW_MAX_RES * 4 * 10)
+void tl_window_live_init(struct tl_window_live *l);
+/* Encodes the state of a series with policy p (starts are stored in units of each width). */
+size_t tl_window_live_encode(const struct tl_window_live *l, const struct tl_window_policy *p,
+                             uint8_t *out);
+/* Decodes what tl_window_live_encode wrote; returns the bytes read, 0 if they are not valid. */
+size_t tl_window_live_decode(const uint8_t *in, const uint8_t *end,
+                             const struct tl_window_policy *p, struct tl_window_live *l);
+
+/* A counter series as its head describes it. prefix points into the caller's memory. */
+struct tl_window_series {
+    const void *prefix;
+    size_t plen;
+    struct tl_window_policy p;
+    struct tl_window_live live;
+};
+/* Where and how a counter series' head is kept. decode reads the head's value (found 0: none
+ * yet, a new series) into *s and returns 0 or an error; encode makes the head's new value
+ * around s (type, tag, bytes, expiry) for a write at at_ms and returns 0 or an error. Both run
+ * under the head key's update (tl_db_update), and decode also once before it. */
+struct tl_window_head {
+    const void *key;
+    size_t klen;
+    int (*decode)(void *arg, const struct tl_val *cur, int found, struct tl_window_series *s);
+    int (*encode)(void *arg, const struct tl_window_series *s, int64_t at_ms, struct tl_val *next);
+    void *arg;
+};
+
+/* Adds delta at at_ms to the counter series of head h, in every resolution that still holds
+ * that time, and stores the new value of the finest bucket written in *finest (may be NULL).
  * -ERANGE when at_ms is older than the longest retention (nothing is written) or outside
- * 0..TL_WINDOW_MAX_TIME_MS; TL_EOVERFLOW as tl_db_incr (earlier resolutions' buckets may then
- * have been incremented). *seq gets the last record's sequence number. */
-int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq);
+ * 0..TL_WINDOW_MAX_TIME_MS; TL_EOVERFLOW when a bucket would leave int64 (nothing is written,
+ * except, for a late write, the resolutions before the one that overflowed). *seq gets the
+ * last record's sequence number. */
+int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
+                   int64_t *finest, uint64_t *seq);
 
 /* Applies fn (see tl_db_update) to the bucket holding at_ms in every resolution that holds that
  * time. A value fn puts gets the bucket's expiry (the end of its retention) whatever fn sets.
@@ -369,14 +424,16 @@ int tl_window_plan(const struct tl_window_policy *p, int64_t now_ms, int64_t end
  * first within each span. fn returns 0 to go on or a negative code to stop with it. */
 typedef int (*tl_window_visit_fn)(void *arg, int res, int64_t start_ms, const struct tl_val *v);
 int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                    int64_t end_ms, int64_t window_ms, tl_window_visit_fn fn, void *arg);
-/* Calls fn for every bucket of resolution res with a start in [from_ms, to_ms), oldest first. */
-int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t from_ms,
-                    int64_t to_ms, tl_window_visit_fn fn, void *arg);
-/* The sum of the integer buckets of a window (tl_window_visit); TL_ENOTINT on another value,
- * TL_EOVERFLOW if the sum leaves int64. */
-int tl_window_sum(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                  int64_t end_ms, int64_t window_ms, int64_t *sum);
+                    const struct tl_window_live *live, int64_t end_ms, int64_t window_ms,
+                    tl_window_visit_fn fn, void *arg);
+/* Calls fn for every bucket of resolution res with a start in [from_ms, to_ms), oldest first.
+ * live: a counter series' head state (see tl_window_incr), NULL for other series. */
+int tl_window_range(tl_db *db, const void *prefix, size_t plen, const struct tl_window_live *live,
+                    int res, int64_t from_ms, int64_t to_ms, tl_window_visit_fn fn, void *arg);
+/* The sum of a counter series' window (tl_window_visit); TL_ENOTINT on a bucket that is not an
+ * integer, TL_EOVERFLOW if the sum leaves int64. */
+int tl_window_sum(tl_db *db, const struct tl_window_series *s, int64_t end_ms, int64_t window_ms,
+                  int64_t *sum);
 
 /* Formats a long double the way Redis's INCRBYFLOAT does: up to 17 significant digits,
  * no exponent, no trailing zeros. Returns the length written (buf needs 5 + 4932 + 17 bytes

@@ -322,34 +322,259 @@ static int write_buckets(tl_db *db, const void *prefix, size_t plen,
     return rc;
 }
 
-struct bucket_incr {
-    int64_t delta;
-    int64_t *finest;
-    uint64_t *seq;
-    bool first;
-};
+/* ---- counter series: the head's live buckets ------------------------------------------------ */
 
-static int incr_bucket(void *arg, tl_db *db, int res, const uint8_t *key, size_t klen,
-                       int64_t expire_ms)
+void tl_window_live_init(struct tl_window_live *l)
 {
-    (void)res;
-    struct bucket_incr *b = arg;
-    /* The finest bucket's new value is the reply; the others are merged blind. */
-    if (!b->first)
-        return tl_db_merge_expire(db, key, klen, b->delta, expire_ms, b->seq);
-    b->first = false;
-    int64_t v;
-    int rc = tl_db_incr_expire(db, key, klen, b->delta, expire_ms, &v, b->seq);
-    if (rc == 0 && b->finest)
-        *b->finest = v;
-    return rc;
+    memset(l, 0, sizeof *l);
+    for (int i = 0; i < TL_WINDOW_MAX_RES; i++)
+        l->start[i] = l->prev_start[i] = -1;
 }
 
-int tl_window_incr(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                   int64_t at_ms, int64_t delta, int64_t *finest, uint64_t *seq)
+/* A bucket start as a varint: 0 for none, else 1 + start / width (starts are aligned). */
+static size_t put_start(uint8_t *out, int64_t start, int64_t width)
 {
-    struct bucket_incr b = {delta, finest, seq, true};
-    return write_buckets(db, prefix, plen, p, at_ms, incr_bucket, &b);
+    return tl_put_varint(out, start < 0 ? 0 : (uint64_t)(start / width) + 1);
+}
+
+static bool get_start(const uint8_t **in, const uint8_t *end, int64_t width, int64_t *start)
+{
+    uint64_t v = 0;
+    size_t n = tl_get_varint(*in, end, &v);
+    if (n == 0 || v > (uint64_t)(TL_WINDOW_MAX_TIME_MS / width) + 1)
+        return false;
+    *in += n;
+    *start = v == 0 ? -1 : (int64_t)(v - 1) * width;
+    return true;
+}
+
+static bool get_value(const uint8_t **in, const uint8_t *end, int64_t *value)
+{
+    uint64_t v = 0;
+    size_t n = tl_get_varint(*in, end, &v);
+    *in += n;
+    *value = tl_unzigzag(v);
+    return n != 0;
+}
+
+size_t tl_window_live_encode(const struct tl_window_live *l, const struct tl_window_policy *p,
+                             uint8_t *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        int64_t w = p->res[i].width_ms;
+        n += put_start(out + n, l->start[i], w);
+        n += tl_put_varint(out + n, tl_zigzag(l->value[i]));
+        n += put_start(out + n, l->prev_start[i], w);
+        n += tl_put_varint(out + n, tl_zigzag(l->prev_value[i]));
+    }
+    return n;
+}
+
+size_t tl_window_live_decode(const uint8_t *in, const uint8_t *end,
+                             const struct tl_window_policy *p, struct tl_window_live *l)
+{
+    const uint8_t *at = in;
+    tl_window_live_init(l);
+    for (int i = 0; i < p->n; i++) {
+        int64_t w = p->res[i].width_ms;
+        if (!get_start(&at, end, w, &l->start[i]) || !get_value(&at, end, &l->value[i]) ||
+            !get_start(&at, end, w, &l->prev_start[i]) || !get_value(&at, end, &l->prev_value[i]))
+            return 0;
+        if (l->prev_start[i] >= 0 && l->prev_start[i] >= l->start[i])
+            return 0;
+    }
+    return (size_t)(at - in);
+}
+
+/* The late key of a bucket (its bucket key and TL_WINDOW_LATE_BYTE); returns its length. */
+static size_t late_key(const void *prefix, size_t plen, int res, int64_t start, uint8_t *buf)
+{
+    size_t n = bucket_key(prefix, plen, res, start, buf);
+    buf[n] = TL_WINDOW_LATE_BYTE;
+    return n + 1;
+}
+
+/* Where at_ms lands in resolution i of a series: 0 not held, 1 the newest bucket or a newer one
+ * (the head takes it), -1 an older bucket (late). */
+static int live_place(const struct tl_window_series *s, int i, int64_t at_ms, int64_t now,
+                      int64_t *start)
+{
+    const struct tl_window_res *r = &s->p.res[i];
+    *start = align_down(at_ms, r->width_ms);
+    if (!bucket_held(r, *start, now))
+        return 0;
+    if (s->live.legacy || *start < s->live.start[i])
+        return -1;
+    return 1;
+}
+
+/* Stores, as PUTs under their bucket keys, the previous buckets that a write at at_ms would
+ * push out of the head's state. */
+static int live_store_prev(tl_db *db, const struct tl_window_series *s, int64_t at_ms,
+                           int64_t now, uint8_t *key, uint64_t *seq)
+{
+    for (int i = 0; i < s->p.n; i++) {
+        const struct tl_window_live *l = &s->live;
+        int64_t start, ps = l->prev_start[i];
+        if (live_place(s, i, at_ms, now, &start) != 1 || start == l->start[i] || ps < 0)
+            continue;
+        int64_t expire = ps + s->p.res[i].retention_ms;
+        if (tl_expired(expire, now))
+            continue; /* gone already: nothing to keep */
+        int rc = tl_db_put_int(db, key, bucket_key(s->prefix, s->plen, i, ps, key),
+                               l->prev_value[i], expire, seq);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+struct live_op {
+    const struct tl_window_head *h;
+    const struct tl_window_series *stored; /* the state whose previous buckets were stored */
+    int64_t at_ms, delta, now;
+    struct tl_window_series s; /* the head's state after the write */
+    unsigned late;             /* resolutions the write reaches as late writes */
+    bool retry;
+};
+
+static int live_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
+{
+    struct live_op *op = arg;
+    struct tl_window_series *s = &op->s;
+    int rc = op->h->decode(op->h->arg, cur, found, s);
+    if (rc < 0)
+        return rc;
+    struct tl_window_live l = s->live;
+    op->late = 0;
+    for (int i = 0; i < s->p.n; i++) {
+        int64_t start;
+        int place = live_place(s, i, op->at_ms, op->now, &start);
+        if (place < 0)
+            op->late |= 1u << i;
+        if (place <= 0)
+            continue;
+        if (start == l.start[i]) {
+            if ((op->delta > 0 && l.value[i] > INT64_MAX - op->delta) ||
+                (op->delta < 0 && l.value[i] < INT64_MIN - op->delta))
+                return tl_error(TL_EOVERFLOW, "increment or decrement would overflow");
+            l.value[i] += op->delta;
+            continue;
+        }
+        /* A newer bucket: the previous one leaves the head, and must have been stored. */
+        if (l.prev_start[i] >= 0 &&
+            (op->stored->plen != s->plen || memcmp(op->stored->prefix, s->prefix, s->plen) != 0 ||
+             op->stored->live.prev_start[i] != l.prev_start[i])) {
+            op->retry = true;
+            return TL_UPDATE_KEEP;
+        }
+        l.prev_start[i] = l.start[i];
+        l.prev_value[i] = l.value[i];
+        l.start[i] = start;
+        l.value[i] = op->delta;
+    }
+    s->live = l;
+    if ((rc = op->h->encode(op->h->arg, s, op->at_ms, next)) < 0)
+        return rc;
+    return TL_UPDATE_PUT;
+}
+
+/* The head's value of a bucket (newest or previous), or else its bucket key's. */
+static int bucket_value(tl_db *db, const struct tl_window_series *s, int i, int64_t start,
+                        uint8_t *key, int64_t *v)
+{
+    if (start == s->live.start[i] && !s->live.legacy) {
+        *v = s->live.value[i];
+        return 0;
+    }
+    if (start == s->live.prev_start[i] && !s->live.legacy) {
+        *v = s->live.prev_value[i];
+        return 0;
+    }
+    struct tl_val val;
+    int rc = tl_db_get(db, key, bucket_key(s->prefix, s->plen, i, start, key), &val);
+    *v = rc == 1 && val.type == TL_VAL_INT ? val.i : 0;
+    tl_val_clear(&val);
+    return rc < 0 ? rc : 0;
+}
+
+/* The late part of a write: merges into the late key of every resolution in op->late. */
+static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *finest, bool first,
+                     uint64_t *seq)
+{
+    const struct tl_window_series *s = &op->s;
+    for (int i = 0; i < s->p.n; i++) {
+        if (!(op->late & (1u << i)))
+            continue;
+        int64_t start = align_down(op->at_ms, s->p.res[i].width_ms);
+        int64_t expire = start + s->p.res[i].retention_ms;
+        size_t klen = late_key(s->prefix, s->plen, i, start, key);
+        if (!first) {
+            int rc = tl_db_merge_expire(db, key, klen, op->delta, expire, seq);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        /* The finest bucket written: its total is the reply. */
+        first = false;
+        int64_t late, base;
+        int rc = tl_db_incr_expire(db, key, klen, op->delta, expire, &late, seq);
+        if (rc == 0)
+            rc = bucket_value(db, s, i, start, key, &base);
+        if (rc < 0)
+            return rc;
+        if (finest && __builtin_add_overflow(base, late, finest))
+            return tl_error(TL_EOVERFLOW, "the bucket's total would leave 64 bits");
+    }
+    return 0;
+}
+
+int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
+                   int64_t *finest, uint64_t *seq)
+{
+    for (int attempt = 0;; attempt++) {
+        struct tl_window_series first;
+        struct tl_val cur;
+        int rc = tl_db_get(db, h->key, h->klen, &cur);
+        if (rc >= 0)
+            rc = h->decode(h->arg, &cur, rc, &first);
+        tl_val_clear(&cur);
+        if (rc < 0)
+            return rc;
+        int64_t now;
+        struct key_buf key;
+        if ((rc = write_setup(db, first.plen + 1, &first.p, at_ms, &now, &key)) < 0)
+            return rc;
+        struct live_op op = {.h = h, .stored = &first, .at_ms = at_ms, .delta = delta, .now = now};
+        rc = live_store_prev(db, &first, at_ms, now, key.p, seq);
+        if (rc == 0)
+            rc = tl_db_update(db, h->key, h->klen, live_update, &op, seq);
+        if (rc == 0 && op.retry) {
+            key_buf_free(&key);
+            if (attempt < 1000)
+                continue;
+            return tl_error(-EAGAIN, "the series' head kept changing under concurrent writes");
+        }
+        bool head_took = false;
+        if (rc == 0) {
+            /* The finest resolution written: the head's newest bucket, unless it was late. */
+            for (int i = 0; i < op.s.p.n && !head_took; i++) {
+                int64_t start;
+                int place = live_place(&op.s, i, at_ms, now, &start);
+                if (place == 0)
+                    continue;
+                if (place < 0)
+                    break;
+                head_took = true;
+                if (finest)
+                    *finest = op.s.live.value[i];
+            }
+            rc = live_late(db, &op, key.p, finest, !head_took, seq);
+        }
+        key_buf_free(&key);
+        return rc;
+    }
 }
 
 struct bucket_update {
@@ -385,31 +610,111 @@ int tl_window_update(tl_db *db, const void *prefix, size_t plen, const struct tl
     return write_buckets(db, prefix, plen, p, at_ms, update_bucket, &u);
 }
 
+/* The buckets of one resolution being visited, each passed on once with its whole value. */
+struct span_visit {
+    int res;
+    tl_window_visit_fn fn;
+    void *arg;
+    int64_t start, sum; /* the bucket being added up */
+    bool have;
+    int64_t head_start[2], head_value[2]; /* the head's buckets of res in the span, oldest first */
+    int n_head, next_head;
+};
+
+static int span_emit(struct span_visit *v)
+{
+    if (!v->have)
+        return 0;
+    v->have = false;
+    struct tl_val val = {.type = TL_VAL_INT, .i = v->sum};
+    return v->fn(v->arg, v->res, v->start, &val);
+}
+
+/* Adds x to the bucket at start (buckets arrive in order of start). */
+static int span_add(struct span_visit *v, int64_t start, int64_t x)
+{
+    if (v->have && v->start != start) {
+        int rc = span_emit(v);
+        if (rc < 0)
+            return rc;
+    }
+    if (!v->have) {
+        v->have = true;
+        v->start = start;
+        v->sum = 0;
+    }
+    if (__builtin_add_overflow(v->sum, x, &v->sum))
+        return tl_error(TL_EOVERFLOW, "the bucket starting at %" PRId64 " ms would leave 64 bits",
+                        start);
+    return 0;
+}
+
+/* Adds the head's buckets that start at or before start. */
+static int span_add_head(struct span_visit *v, int64_t start)
+{
+    int rc = 0;
+    while (rc == 0 && v->next_head < v->n_head && v->head_start[v->next_head] <= start) {
+        rc = span_add(v, v->head_start[v->next_head], v->head_value[v->next_head]);
+        v->next_head++;
+    }
+    return rc;
+}
+
+/* Whether the bucket key at start is the head's (which holds the value, and is taken instead). */
+static bool head_bucket(const struct tl_window_live *l, int res, int64_t start)
+{
+    return l && !l->legacy && (start == l->start[res] || start == l->prev_start[res]);
+}
+
 /* Visits the buckets of one resolution with starts in [from, to) through an open iterator. */
-static int visit_span(tl_iter *it, const void *prefix, size_t plen, int res, int64_t from,
-                      int64_t to, uint8_t *key, tl_window_visit_fn fn, void *arg)
+static int visit_span(tl_iter *it, const void *prefix, size_t plen,
+                      const struct tl_window_live *live, int res, int64_t from, int64_t to,
+                      uint8_t *key, tl_window_visit_fn fn, void *arg)
 {
     if (from >= to)
         return 0;
+    struct span_visit v = {.res = res, .fn = fn, .arg = arg};
+    if (live && !live->legacy) {
+        const int64_t st[2] = {live->prev_start[res], live->start[res]};
+        const int64_t val[2] = {live->prev_value[res], live->value[res]};
+        for (int j = 0; j < 2; j++) {
+            if (st[j] >= 0 && st[j] >= from && st[j] < to) {
+                v.head_start[v.n_head] = st[j];
+                v.head_value[v.n_head++] = val[j];
+            }
+        }
+    }
     size_t klen = bucket_key(prefix, plen, res, from < 0 ? 0 : from, key);
     int rc = tl_iter_seek(it, key, klen);
     while (rc >= 0 && tl_iter_valid(it)) {
         size_t len;
         const uint8_t *k = tl_iter_key(it, &len);
-        if (len != klen || memcmp(k, prefix, plen) != 0 || k[plen] != (uint8_t)res)
+        bool late = len == klen + 1 && k[klen] == TL_WINDOW_LATE_BYTE;
+        if ((len != klen && !late) || memcmp(k, prefix, plen) != 0 || k[plen] != (uint8_t)res)
             break;
         int64_t start = (int64_t)tl_get_u64_be(k + plen + 1);
         if (start >= to)
             break;
-        struct tl_val v;
-        if ((rc = tl_iter_value(it, &v)) < 0)
+        struct tl_val val;
+        if ((rc = tl_iter_value(it, &val)) < 0)
             break;
-        rc = fn(arg, res, start, &v);
-        tl_val_clear(&v);
+        if (!live) {
+            rc = fn(arg, res, start, &val); /* a typed bucket: as it is */
+        } else if (val.type != TL_VAL_INT) {
+            rc = tl_error(TL_ENOTINT, "the bucket starting at %" PRId64 " ms is not a counter",
+                          start);
+        } else if ((rc = span_add_head(&v, start)) == 0 && (late || !head_bucket(live, res, start))) {
+            rc = span_add(&v, start, val.i);
+        }
+        tl_val_clear(&val);
         if (rc < 0)
             break;
         rc = tl_iter_next(it);
     }
+    if (rc >= 0)
+        rc = span_add_head(&v, INT64_MAX);
+    if (rc >= 0)
+        rc = span_emit(&v);
     return rc < 0 ? rc : 0;
 }
 
@@ -425,7 +730,8 @@ static int visit_setup(tl_db *db, size_t plen, tl_iter **it, struct key_buf *key
 }
 
 int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                    int64_t end_ms, int64_t window_ms, tl_window_visit_fn fn, void *arg)
+                    const struct tl_window_live *live, int64_t end_ms, int64_t window_ms,
+                    tl_window_visit_fn fn, void *arg)
 {
     struct tl_window_span spans[TL_WINDOW_MAX_RES];
     int n = tl_window_plan(p, tl_db_now_ms(db), end_ms, window_ms, spans);
@@ -437,22 +743,22 @@ int tl_window_visit(tl_db *db, const void *prefix, size_t plen, const struct tl_
     if (rc < 0)
         return rc;
     for (int i = 0; i < n && rc >= 0; i++)
-        rc = visit_span(it, prefix, plen, spans[i].res, spans[i].from_ms, spans[i].to_ms, key.p, fn,
-                        arg);
+        rc = visit_span(it, prefix, plen, live, spans[i].res, spans[i].from_ms, spans[i].to_ms,
+                        key.p, fn, arg);
     tl_iter_free(it);
     key_buf_free(&key);
     return rc;
 }
 
-int tl_window_range(tl_db *db, const void *prefix, size_t plen, int res, int64_t from_ms,
-                    int64_t to_ms, tl_window_visit_fn fn, void *arg)
+int tl_window_range(tl_db *db, const void *prefix, size_t plen, const struct tl_window_live *live,
+                    int res, int64_t from_ms, int64_t to_ms, tl_window_visit_fn fn, void *arg)
 {
     tl_iter *it;
     struct key_buf key;
     int rc = visit_setup(db, plen, &it, &key);
     if (rc < 0)
         return rc;
-    rc = visit_span(it, prefix, plen, res, from_ms, to_ms, key.p, fn, arg);
+    rc = visit_span(it, prefix, plen, live, res, from_ms, to_ms, key.p, fn, arg);
     tl_iter_free(it);
     key_buf_free(&key);
     return rc;
@@ -471,9 +777,10 @@ static int sum_bucket(void *arg, int res, int64_t start, const struct tl_val *v)
     return 0;
 }
 
-int tl_window_sum(tl_db *db, const void *prefix, size_t plen, const struct tl_window_policy *p,
-                  int64_t end_ms, int64_t window_ms, int64_t *sum)
+int tl_window_sum(tl_db *db, const struct tl_window_series *s, int64_t end_ms, int64_t window_ms,
+                  int64_t *sum)
 {
     *sum = 0;
-    return tl_window_visit(db, prefix, plen, p, end_ms, window_ms, sum_bucket, sum);
+    return tl_window_visit(db, s->prefix, s->plen, &s->p, &s->live, end_ms, window_ms, sum_bucket,
+                           sum);
 }
