@@ -43,16 +43,16 @@
 #define HEAD_VERSION      1 /* no buckets in the head */
 #define HEAD_VERSION_LIVE 2
 #define HEAD_MAX_BYTES    (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20 + TL_WINDOW_LIVE_MAX_BYTES)
-#define PREFIX_BYTES    11 /* TL_INTERNAL_PREFIX, kind, generation */
-#define KIND_POLICY     0x00
-#define KIND_BUCKETS    0x01
-#define POLICIES_MAX    1024
-#define DEFAULT_POLICY  "default"
-#define DEFAULT_SPEC    "1m:3h,1h:8d,1d:400d"
-#define SPEC_TEXT_BYTES 256
-#define WINDOW_ARG_ERR  "ERR invalid window '%.*s': give a duration such as 90s, 15m, 1h or 7d"
-#define AT_ARG_ERR      "ERR AT needs a unix time in milliseconds (0 to 2^53)"
-#define MAX_WINDOWS     TL_WINDOW_MAX_RES * 8 /* GET windows in one request */
+#define PREFIX_BYTES      11 /* TL_INTERNAL_PREFIX, kind, generation */
+#define KIND_POLICY       0x00
+#define KIND_BUCKETS      0x01
+#define POLICIES_MAX      1024
+#define DEFAULT_POLICY    "default"
+#define DEFAULT_SPEC      "1m:3h,1h:8d,1d:400d"
+#define SPEC_TEXT_BYTES   256
+#define WINDOW_ARG_ERR    "ERR invalid window '%.*s': give a duration such as 90s, 15m, 1h or 7d"
+#define AT_ARG_ERR        "ERR AT needs a unix time in milliseconds (0 to 2^53)"
+#define MAX_WINDOWS       TL_WINDOW_MAX_RES * 8 /* GET windows in one request */
 
 /* ---- policies ---------------------------------------------------------------------------- */
 
@@ -321,10 +321,10 @@ static int head_open(const struct tl_val *cur, int found, uint8_t tag,
             return TL_EWRONGTYPE;
         return head_decode(cur, s) ? 0 : TL_ECORRUPT;
     }
+    s->p = *create;
     const struct tl_window_res *last = &create->res[create->n - 1];
     if (at_ms < tl_now_ms() - last->retention_ms)
         return -ERANGE;
-    s->p = *create;
     s->auto_expire_ms = 0;
     if (getrandom(&s->gen, sizeof s->gen, 0) != (ssize_t)sizeof s->gen)
         return -errno;
@@ -587,8 +587,8 @@ static void cmd_wincrby(struct tl_client *c, struct tl_args *a)
     rc = tl_window_incr(tl_srv->db, &h, o.at_ms, delta, &finest, &seq);
     tl_dbkey_free(&k);
     tl_note_seq(c, seq);
-    if (rc == -ERANGE && !op.found)
-        reply_head_error(c, &p, o.at_ms, rc);
+    if (rc == -ERANGE)
+        reply_head_error(c, &op.s.p, o.at_ms, rc); /* the series' own policy, or the new one's */
     else if (rc < 0)
         reply_window_error(c, rc);
     else if (get == a->argc)
@@ -692,8 +692,8 @@ static void cmd_wrange(struct tl_client *c, struct tl_args *a)
     int64_t lo = from < 0 ? 0 : from - ((from % w) + w) % w;
     int64_t hi = to >= TL_WINDOW_MAX_TIME_MS ? TL_WINDOW_MAX_TIME_MS : to + 1;
     struct range_acc r = {0};
-    rc = tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, &s.live, res, lo, hi, range_bucket,
-                         &r);
+    rc =
+        tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, &s.live, res, lo, hi, range_bucket, &r);
     if (rc < 0) {
         reply_window_error(c, rc);
     } else {
@@ -783,8 +783,8 @@ static bool window_sketch(struct tl_client *c, struct tl_args *a, int window_arg
     struct series s;
     int rc = series_read(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, &s);
     if (rc == 1)
-        rc =
-            tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, end_ms, w, sketch_bucket, sk);
+        rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, end_ms, w,
+                             sketch_bucket, sk);
     if (rc < 0) {
         reply_window_error(c, rc);
         return false;

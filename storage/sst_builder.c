@@ -315,10 +315,37 @@ uint64_t tl_sst_builder_entries(const struct tl_sst_builder *b)
     return b->props.entries;
 }
 
-static int cmp_i64(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (k < n), in linear expected time: v is reordered. */
+static int64_t select_kth(int64_t *v, size_t n, size_t k)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int64_t pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                int64_t t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        /* v[lo..j] <= pivot <= v[i..hi], and anything between equals the pivot. */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
 }
 
 /* Adds a numeric property to the props block. */
@@ -417,8 +444,7 @@ int tl_sst_builder_finish(struct tl_sst_builder *b, struct tl_sst_props *props)
 
     /* The median expiry: the lower middle one of an even count. */
     if (b->n_expiries > 0) {
-        qsort(b->expiries, b->n_expiries, sizeof *b->expiries, cmp_i64);
-        b->props.expire_p50_ms = b->expiries[(b->n_expiries - 1) / 2];
+        b->props.expire_p50_ms = select_kth(b->expiries, b->n_expiries, (b->n_expiries - 1) / 2);
     }
     b->props.largest = malloc(b->last_len ? b->last_len : 1);
     if (!b->props.largest) {

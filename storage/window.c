@@ -267,8 +267,7 @@ static void key_buf_free(struct key_buf *k)
 }
 
 /* Checks a write's time against the policy; sets up the bucket key buffer. */
-static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p, int64_t at_ms,
-                       int64_t *now, struct key_buf *key)
+static int write_check(size_t plen, const struct tl_window_policy *p, int64_t at_ms, int64_t now)
 {
     char lim[32];
     if (p->n < 1)
@@ -276,9 +275,8 @@ static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p,
     if (at_ms < 0 || at_ms > TL_WINDOW_MAX_TIME_MS)
         return tl_error(-ERANGE, "timestamp %" PRId64 " ms is outside 0..%" PRId64, at_ms,
                         TL_WINDOW_MAX_TIME_MS);
-    *now = tl_db_now_ms(db);
     int64_t longest = p->res[p->n - 1].retention_ms;
-    if (at_ms < *now - longest) {
+    if (at_ms < now - longest) {
         tl_duration_format(longest, lim, sizeof lim);
         return tl_error(-ERANGE,
                         "timestamp %" PRId64 " ms is older than the policy's longest retention "
@@ -288,7 +286,16 @@ static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p,
     if (plen + TL_WINDOW_SUFFIX_BYTES > TL_MAX_KEY_BYTES)
         return tl_error(TL_ETOOBIG, "series key of %zu bytes is over the limit of %d bytes", plen,
                         TL_MAX_KEY_BYTES - TL_WINDOW_SUFFIX_BYTES);
-    return key_buf_init(key, plen);
+    return 0;
+}
+
+/* Checks a write's time against the policy (write_check); sets up the bucket key buffer. */
+static int write_setup(tl_db *db, size_t plen, const struct tl_window_policy *p, int64_t at_ms,
+                       int64_t *now, struct key_buf *key)
+{
+    *now = tl_db_now_ms(db);
+    int rc = write_check(plen, p, at_ms, *now);
+    return rc < 0 ? rc : key_buf_init(key, plen);
 }
 
 /* Whether resolution i still holds a bucket starting at start: its expiry is not past. */
@@ -411,8 +418,8 @@ static int live_place(const struct tl_window_series *s, int i, int64_t at_ms, in
 
 /* Stores, as PUTs under their bucket keys, the previous buckets that a write at at_ms would
  * push out of the head's state. */
-static int live_store_prev(tl_db *db, const struct tl_window_series *s, int64_t at_ms,
-                           int64_t now, uint8_t *key, uint64_t *seq)
+static int live_store_prev(tl_db *db, const struct tl_window_series *s, int64_t at_ms, int64_t now,
+                           uint8_t *key, uint64_t *seq)
 {
     for (int i = 0; i < s->p.n; i++) {
         const struct tl_window_live *l = &s->live;
@@ -433,6 +440,7 @@ static int live_store_prev(tl_db *db, const struct tl_window_series *s, int64_t 
 struct live_op {
     const struct tl_window_head *h;
     const struct tl_window_series *stored; /* the state whose previous buckets were stored */
+    const uint8_t *stored_prefix;          /* a copy of its prefix */
     int64_t at_ms, delta, now;
     struct tl_window_series s; /* the head's state after the write */
     unsigned late;             /* resolutions the write reaches as late writes */
@@ -444,7 +452,7 @@ static int live_update(void *arg, const struct tl_val *cur, int found, struct tl
     struct live_op *op = arg;
     struct tl_window_series *s = &op->s;
     int rc = op->h->decode(op->h->arg, cur, found, s);
-    if (rc < 0)
+    if (rc < 0 || (rc = write_check(s->plen + 1, &s->p, op->at_ms, op->now)) < 0)
         return rc;
     struct tl_window_live l = s->live;
     op->late = 0;
@@ -463,9 +471,9 @@ static int live_update(void *arg, const struct tl_val *cur, int found, struct tl
             continue;
         }
         /* A newer bucket: the previous one leaves the head, and must have been stored. */
-        if (l.prev_start[i] >= 0 &&
-            (op->stored->plen != s->plen || memcmp(op->stored->prefix, s->prefix, s->plen) != 0 ||
-             op->stored->live.prev_start[i] != l.prev_start[i])) {
+        if (l.prev_start[i] >= 0 && (!op->stored || op->stored->plen != s->plen ||
+                                     memcmp(op->stored_prefix, s->prefix, s->plen) != 0 ||
+                                     op->stored->live.prev_start[i] != l.prev_start[i])) {
             op->retry = true;
             return TL_UPDATE_KEEP;
         }
@@ -533,48 +541,57 @@ static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *fines
 int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
                    int64_t *finest, uint64_t *seq)
 {
+    struct live_op op = {.h = h, .at_ms = at_ms, .delta = delta, .now = tl_db_now_ms(db)};
+    struct tl_window_series stored;
+    struct key_buf key = {.p = NULL}, prefix = {.p = NULL};
+    int rc;
+    /* Usually one update of the head. When the write pushes a previous bucket out of it, the
+     * update changes nothing and tells; the bucket is stored and the update made again. */
     for (int attempt = 0;; attempt++) {
-        struct tl_window_series first;
-        struct tl_val cur;
-        int rc = tl_db_get(db, h->key, h->klen, &cur);
-        if (rc >= 0)
-            rc = h->decode(h->arg, &cur, rc, &first);
-        tl_val_clear(&cur);
-        if (rc < 0)
-            return rc;
-        int64_t now;
-        struct key_buf key;
-        if ((rc = write_setup(db, first.plen + 1, &first.p, at_ms, &now, &key)) < 0)
-            return rc;
-        struct live_op op = {.h = h, .stored = &first, .at_ms = at_ms, .delta = delta, .now = now};
-        rc = live_store_prev(db, &first, at_ms, now, key.p, seq);
-        if (rc == 0)
-            rc = tl_db_update(db, h->key, h->klen, live_update, &op, seq);
-        if (rc == 0 && op.retry) {
-            key_buf_free(&key);
-            if (attempt < 1000)
-                continue;
-            return tl_error(-EAGAIN, "the series' head kept changing under concurrent writes");
-        }
-        bool head_took = false;
-        if (rc == 0) {
-            /* The finest resolution written: the head's newest bucket, unless it was late. */
-            for (int i = 0; i < op.s.p.n && !head_took; i++) {
-                int64_t start;
-                int place = live_place(&op.s, i, at_ms, now, &start);
-                if (place == 0)
-                    continue;
-                if (place < 0)
-                    break;
-                head_took = true;
-                if (finest)
-                    *finest = op.s.live.value[i];
-            }
-            rc = live_late(db, &op, key.p, finest, !head_took, seq);
-        }
+        op.retry = false;
+        if ((rc = tl_db_update(db, h->key, h->klen, live_update, &op, seq)) < 0)
+            break;
         key_buf_free(&key);
-        return rc;
+        if ((rc = key_buf_init(&key, op.s.plen + 1)) < 0)
+            break;
+        if (!op.retry)
+            break;
+        if (attempt == 1000) {
+            rc = tl_error(-EAGAIN, "the series' head kept changing under concurrent writes");
+            break;
+        }
+        stored = op.s;
+        key_buf_free(&prefix);
+        if ((rc = key_buf_init(&prefix, stored.plen)) < 0)
+            break;
+        memcpy(prefix.p, stored.prefix, stored.plen);
+        stored.prefix = prefix.p;
+        op.stored = &stored;
+        op.stored_prefix = prefix.p;
+        if ((rc = live_store_prev(db, &stored, at_ms, op.now, key.p, seq)) < 0)
+            break;
     }
+    if (rc == 0) {
+        /* The finest resolution written: the head's newest bucket, unless it was late. */
+        bool head_took = false;
+        for (int i = 0; i < op.s.p.n && !head_took; i++) {
+            int64_t start;
+            int place = live_place(&op.s, i, at_ms, op.now, &start);
+            if (place == 0)
+                continue;
+            if (place < 0)
+                break;
+            head_took = true;
+            if (finest)
+                *finest = op.s.live.value[i];
+        }
+        rc = live_late(db, &op, key.p, finest, !head_took, seq);
+    }
+    if (key.p)
+        key_buf_free(&key);
+    if (prefix.p)
+        key_buf_free(&prefix);
+    return rc;
 }
 
 struct bucket_update {
@@ -703,7 +720,8 @@ static int visit_span(tl_iter *it, const void *prefix, size_t plen,
         } else if (val.type != TL_VAL_INT) {
             rc = tl_error(TL_ENOTINT, "the bucket starting at %" PRId64 " ms is not a counter",
                           start);
-        } else if ((rc = span_add_head(&v, start)) == 0 && (late || !head_bucket(live, res, start))) {
+        } else if ((rc = span_add_head(&v, start)) == 0 &&
+                   (late || !head_bucket(live, res, start))) {
             rc = span_add(&v, start, val.i);
         }
         tl_val_clear(&val);

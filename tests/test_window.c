@@ -540,12 +540,12 @@ static void test_concurrent(const char *dir)
         ts_read(db, &t, &s);
         const int64_t total = 2 * BUCKETS * PER_BUCKET;
         struct bucket_check second = {base, 1000, PER_BUCKET, 0};
-        CHECK_OK(tl_window_range(db, s.prefix, s.plen, &s.live, 0, base, g_now, check_bucket,
-                                 &second));
+        CHECK_OK(
+            tl_window_range(db, s.prefix, s.plen, &s.live, 0, base, g_now, check_bucket, &second));
         CHECK_EQ_INT(second.total, total);
         struct bucket_check minute = {base, 0, 0, 0};
-        CHECK_OK(tl_window_range(db, s.prefix, s.plen, &s.live, 1, base, g_now, check_bucket,
-                                 &minute));
+        CHECK_OK(
+            tl_window_range(db, s.prefix, s.plen, &s.live, 1, base, g_now, check_bucket, &minute));
         CHECK_EQ_INT(minute.total, total);
         int64_t sum;
         CHECK_OK(tl_window_sum(db, &s, g_now, HOUR_MS, &sum));
