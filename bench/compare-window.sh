@@ -123,7 +123,7 @@ END {
 }' "$tmp/results"
 echo "target (issue 4): WINCRBY >= 0.8x INCR"
 awk -v k="$KEYS" -v r0="$rss0" -v r1="$rss1" -v d="$disk" 'BEGIN {
-    printf "space for %d windowed keys written once (default policy: 3 buckets and a head each):\n", k
+    printf "space for %d windowed keys written once (default policy: a head holding the newest bucket of each of 3 resolutions):\n", k
     printf "  memory: %.0f bytes per key (RSS %d -> %d KiB, memtable included)\n", (r1 - r0) * 1024 / k, r0, r1
     printf "  disk after a full compaction: %.1f bytes per key (%d KiB in the data directory)\n", d * 1024 / k, d
 }'

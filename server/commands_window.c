@@ -403,8 +403,9 @@ static int counter_encode(void *arg, const struct tl_window_series *ws, int64_t 
     next->type = TL_VAL_TYPED;
     next->tag = TL_TAG_WINDOW;
     next->bytes = (char *)op->buf;
-    next->len = head_encode(&op->s, !op->s.live.legacy, op->buf);
+    /* The expiry first: it records the automatic one in the head that is encoded. */
     next->expire_ms = head_expiry(&op->s, op->found, op->cur_expire_ms, at_ms);
+    next->len = head_encode(&op->s, !op->s.live.legacy, op->buf);
     return 0;
 }
 
@@ -690,6 +691,11 @@ static void cmd_wrange(struct tl_client *c, struct tl_args *a)
     }
     int64_t w = s.p.res[res].width_ms;
     int64_t lo = from < 0 ? 0 : from - ((from % w) + w) % w;
+    /* Buckets past the resolution's retention are gone, those the head holds too. */
+    int64_t held = tl_now_ms() - s.p.res[res].retention_ms;
+    held += ((w - held % w) % w + w) % w;
+    if (lo < held)
+        lo = held;
     int64_t hi = to >= TL_WINDOW_MAX_TIME_MS ? TL_WINDOW_MAX_TIME_MS : to + 1;
     struct range_acc r = {0};
     rc =

@@ -383,7 +383,7 @@ struct tl_window_series {
 /* Where and how a counter series' head is kept. decode reads the head's value (found 0: none
  * yet, a new series) into *s and returns 0 or an error; encode makes the head's new value
  * around s (type, tag, bytes, expiry) for a write at at_ms and returns 0 or an error. Both run
- * under the head key's update (tl_db_update), and decode also once before it. */
+ * under the head key's update (tl_db_update), once or more often (see tl_window_incr). */
 struct tl_window_head {
     const void *key;
     size_t klen;
@@ -396,8 +396,8 @@ struct tl_window_head {
  * that time, and stores the new value of the finest bucket written in *finest (may be NULL).
  * -ERANGE when at_ms is older than the longest retention (nothing is written) or outside
  * 0..TL_WINDOW_MAX_TIME_MS; TL_EOVERFLOW when a bucket would leave int64 (nothing is written,
- * except, for a late write, the resolutions before the one that overflowed). *seq gets the
- * last record's sequence number. */
+ * except, for a write late in some resolutions only, the head's). *seq gets the last record's
+ * sequence number. */
 int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
                    int64_t *finest, uint64_t *seq);
 

@@ -507,33 +507,41 @@ static int bucket_value(tl_db *db, const struct tl_window_series *s, int i, int6
     return rc < 0 ? rc : 0;
 }
 
-/* The late part of a write: merges into the late key of every resolution in op->late. */
+/* The late part of a write: merges into the late key of every resolution in op->late, once
+ * every such bucket's total (its value and its late key's) is known to stay within int64. */
 static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *finest, bool first,
                      uint64_t *seq)
 {
     const struct tl_window_series *s = &op->s;
+    int64_t total[TL_WINDOW_MAX_RES];
+    for (int i = 0; i < s->p.n; i++) {
+        if (!(op->late & (1u << i)))
+            continue;
+        int64_t start = align_down(op->at_ms, s->p.res[i].width_ms), base;
+        struct tl_val late;
+        int rc = bucket_value(db, s, i, start, key, &base);
+        if (rc == 0)
+            rc = tl_db_get(db, key, late_key(s->prefix, s->plen, i, start, key), &late);
+        if (rc < 0)
+            return rc;
+        int64_t l = rc == 1 && late.type == TL_VAL_INT ? late.i : 0;
+        tl_val_clear(&late);
+        if (__builtin_add_overflow(base, l, &total[i]) ||
+            __builtin_add_overflow(total[i], op->delta, &total[i]))
+            return tl_error(TL_EOVERFLOW, "increment or decrement would overflow");
+    }
     for (int i = 0; i < s->p.n; i++) {
         if (!(op->late & (1u << i)))
             continue;
         int64_t start = align_down(op->at_ms, s->p.res[i].width_ms);
-        int64_t expire = start + s->p.res[i].retention_ms;
         size_t klen = late_key(s->prefix, s->plen, i, start, key);
-        if (!first) {
-            int rc = tl_db_merge_expire(db, key, klen, op->delta, expire, seq);
-            if (rc < 0)
-                return rc;
-            continue;
-        }
-        /* The finest bucket written: its total is the reply. */
-        first = false;
-        int64_t late, base;
-        int rc = tl_db_incr_expire(db, key, klen, op->delta, expire, &late, seq);
-        if (rc == 0)
-            rc = bucket_value(db, s, i, start, key, &base);
+        int rc =
+            tl_db_merge_expire(db, key, klen, op->delta, start + s->p.res[i].retention_ms, seq);
         if (rc < 0)
             return rc;
-        if (finest && __builtin_add_overflow(base, late, finest))
-            return tl_error(TL_EOVERFLOW, "the bucket's total would leave 64 bits");
+        if (first && finest)
+            *finest = total[i]; /* the finest bucket written: its total is the reply */
+        first = false;
     }
     return 0;
 }

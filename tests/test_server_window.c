@@ -139,6 +139,50 @@ static void test_counters(void)
     expect_error("ERR wrong number of arguments", NULL, cmd("WINCRBY c"), "arity");
 }
 
+/* A series' key: its automatic expiry renewed by later writes, a user's PERSIST kept; the
+ * head's buckets hidden by WRANGE once past retention, as stored ones are; a late write that
+ * would overflow its bucket refused before anything is merged. */
+static void test_lifetime(void)
+{
+    long long t = now_ms();
+    expect_int(1, cmd("WINCRBY life 1 POLICY fromconf AT %lld", t - 30 * MIN_MS), "old write");
+    redisReply *ttl = cmd("TTL life");
+    if (ttl->integer > 31 * 60 + 5 || ttl->integer < 30 * 60)
+        FAIL("TTL after a write 30 minutes old: %lld, want about 31 minutes", ttl->integer);
+    freeReplyObject(ttl);
+    expect_int(1, cmd("WINCRBY life 1"), "write now");
+    ttl = cmd("TTL life");
+    if (ttl->integer < 60 * 60)
+        FAIL("a write now did not renew the automatic expiry: TTL %lld", ttl->integer);
+    freeReplyObject(ttl);
+    expect_int(1, cmd("PERSIST life"), "PERSIST");
+    expect_int(2, cmd("WINCRBY life 1"), "write after PERSIST");
+    expect_int(-1, cmd("TTL life"), "PERSIST kept by a write");
+
+    /* Two 1 s buckets one second from the end of the 1 m retention, in the head. */
+    t = now_ms() / 1000 * 1000;
+    expect_int(1, cmd("WINCRBY edge 1 POLICY fromconf AT %lld", t - 59000), "edge bucket");
+    expect_int(1, cmd("WINCRBY edge 1 AT %lld", t - 58000), "next edge bucket");
+    long long want[] = {t - 59000, 1, t - 58000, 1};
+    expect_ints(cmd("WRANGE edge %lld %lld RES 1s", t - 120000, t), want, 4, "held buckets");
+    usleep(2500 * 1000);
+    expect_ints(cmd("WRANGE edge %lld %lld RES 1s", t - 120000, t), NULL, 0,
+                "the head's buckets past retention");
+    redisReply *r = cmd("WRANGE edge %lld %lld RES 1m", t - 120000, t);
+    if (r->type != REDIS_REPLY_ARRAY || (r->elements != 2 && r->elements != 4))
+        FAIL("the 1m buckets should still hold both writes");
+    freeReplyObject(r);
+
+    long long b = (now_ms() - HOUR_MS) / HOUR_MS * HOUR_MS;
+    expect_int(INT64_MAX, cmd("WINCRBY big %lld AT %lld", (long long)INT64_MAX, b), "max");
+    expect_int(-1, cmd("WINCRBY big -1 AT %lld", b + MIN_MS), "next minute");
+    expect_error("ERR increment or decrement would overflow", NULL, cmd("WINCRBY big 1 AT %lld", b),
+                 "late write past int64");
+    long long after[] = {b, INT64_MAX, b + MIN_MS, -1};
+    expect_ints(cmd("WRANGE big %lld %lld", b, b + 2 * MIN_MS - 1), after, 4,
+                "the refused late write merged nothing");
+}
+
 static void test_types(void)
 {
     expect_status("OK", cmd("SET str hello"), "SET");
@@ -463,6 +507,7 @@ int main(void)
     redisSetTimeout(g_c, tv);
 
     test_counters();
+    test_lifetime();
     test_types();
     test_policies();
     test_quantiles();
