@@ -14,8 +14,8 @@
  *   tally         tl_db_incr / tl_db_get, fsync everysec (the default)
  *   rocksdb       a uint64 add merge operator (written here); the WAL is on, writes are not
  *                 synced (sync = 0) and a thread syncs the WAL once a second, as everysec does;
- *                 LZ4 for the upper levels, ZSTD for the bottommost; sizes matched to Tally's
- *                 defaults (64 MiB memtable, 4 KiB blocks, 256 MiB block cache, 10-bit Bloom)
+ *                 LZ4 at every level; sizes matched to Tally's defaults (64 MiB memtable,
+ *                 4 KiB blocks, 64 MiB block cache, 10-bit Bloom)
  *   rocksdb-rmw   Get then Put of the incremented value (what an INCR that returns the value
  *                 costs without a merge operator), increments only, in a directory of its own
  * After the increment workloads each engine is flushed and fully compacted; the benchmark then
@@ -81,12 +81,11 @@
 #define RDB_MEMTABLE_BYTES (64u << 20)
 #define RDB_MEMTABLES      3 /* one active + two frozen, as max_immutable_memtables = 2 */
 #define RDB_BLOCK_BYTES    4096
-#define RDB_CACHE_BYTES    (256u << 20)
+#define RDB_CACHE_BYTES    (64u << 20)
 #define RDB_BLOOM_BITS     10
 #define RDB_L1_BYTES       (64ull << 20)
 #define RDB_FILE_BYTES     (64ull << 20)
 #define RDB_LEVELS         7
-#define RDB_ZSTD_LEVEL     3
 #define RDB_BG_JOBS        2
 /* rocksdb::BottommostLevelCompaction::kForceOptimized (options.h): the C API takes the number. */
 #define RDB_BOTTOMMOST_FORCE_OPTIMIZED 3
@@ -530,10 +529,7 @@ static void rdb_open(struct engine *e)
     rocksdb_options_set_target_file_size_base(o, RDB_FILE_BYTES);
     rocksdb_options_set_num_levels(o, RDB_LEVELS);
     rocksdb_options_set_max_background_jobs(o, RDB_BG_JOBS);
-    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
-    rocksdb_options_set_bottommost_compression(o, rocksdb_zstd_compression);
-    /* window bits, level, strategy, max dictionary bytes, enabled: zstd level 3 as Tally. */
-    rocksdb_options_set_bottommost_compression_options(o, -14, RDB_ZSTD_LEVEL, 0, 0, 1);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression); /* every level, as Tally */
     rocksdb_options_enable_statistics(o); /* for flush and compaction bytes written */
 
     e->table_opts = rocksdb_block_based_options_create();

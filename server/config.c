@@ -70,6 +70,13 @@ static const struct cfg_word fsync_words[] = {
     {NULL, 0},
 };
 
+static const struct cfg_word compression_words[] = {
+    {"none", TL_COMPRESS_NONE},
+    {"lz4", TL_COMPRESS_LZ4},
+    {"zstd", TL_COMPRESS_ZSTD},
+    {NULL, 0},
+};
+
 static const struct cfg_word loglevel_words[] = {
     {"debug", TL_LOG_DEBUG},
     {"verbose", TL_LOG_VERBOSE},
@@ -84,6 +91,7 @@ static const struct cfg_word loglevel_words[] = {
 #define GIB      (1024LL * MIB)
 
 _Static_assert(sizeof(enum tl_fsync_mode) == sizeof(int), "enum settings are stored as int");
+_Static_assert(sizeof(enum tl_compression) == sizeof(int), "enum settings are stored as int");
 
 static const struct cfg_setting settings[] = {
     {"bind", NULL, CFG_STRING, FIELD(bind), "127.0.0.1", 0, 0, NULL, false,
@@ -124,8 +132,14 @@ static const struct cfg_setting settings[] = {
      false, "largest string value stored"},
     {"memtable-bytes", NULL, CFG_SIZE, FIELD(memtable_bytes), "64mb", 1 * MIB, 64 * GIB, NULL,
      false, "size of one memtable (must exceed max-value-bytes + 64kb)"},
-    {"block-cache-bytes", NULL, CFG_SIZE, FIELD(block_cache_bytes), "256mb", 0, 1024 * GIB, NULL,
-     false, "cache of decompressed table blocks"},
+    {"block-cache-bytes", NULL, CFG_SIZE, FIELD(block_cache_bytes), "64mb", 0, 1024 * GIB, NULL,
+     false, "cache of decompressed table blocks (INFO storage shows its hit ratio)"},
+    {"compression", NULL, CFG_ENUM, FIELD(compression), "lz4", 0, 0, compression_words, false,
+     "compression of table blocks above the bottom level: none, lz4 or zstd"},
+    {"bottom-compression", NULL, CFG_ENUM, FIELD(bottom_compression), "lz4", 0, 0,
+     compression_words, false,
+     "compression of the bottom level's table blocks (most of the data): zstd makes them about "
+     "15% smaller, lz4 makes reads that miss the block cache about twice as fast"},
     {"timeout", NULL, CFG_INT, FIELD(timeout_s), "0", 0, INT_MAX, NULL, true,
      "close a client idle for this many seconds; 0 = never"},
     {"slowlog-log-slower-than", NULL, CFG_LLONG, FIELD(slowlog_log_slower_than), "10000", -1,

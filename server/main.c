@@ -230,6 +230,8 @@ static int open_engine(struct tl_server *s)
     o.fsync = s->cfg.fsync;
     o.memtable_bytes = (size_t)s->cfg.memtable_bytes;
     o.block_cache_bytes = (size_t)s->cfg.block_cache_bytes;
+    o.compression = (enum tl_compression)s->cfg.compression;
+    o.bottom_compression = (enum tl_compression)s->cfg.bottom_compression;
     o.max_value_bytes = (size_t)s->cfg.max_value_bytes;
     int64_t t0 = tl_now_ms();
     int rc = tl_db_open(s->cfg.dir, &o, &s->db);

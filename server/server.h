@@ -72,7 +72,9 @@ struct tl_config {
     long long client_output_buffer_limit; /* 256 MiB: a client over it is disconnected */
     long long max_value_bytes;   /* 16 MiB (proto-max-bulk-len caps requests; this caps values) */
     long long memtable_bytes;    /* 64 MiB */
-    long long block_cache_bytes; /* 256 MiB */
+    long long block_cache_bytes; /* 64 MiB */
+    int compression;             /* enum tl_compression of the upper levels; lz4 */
+    int bottom_compression;      /* of the bottom level; lz4 */
     int timeout_s;               /* idle client timeout, 0 = never */
     long long slowlog_log_slower_than; /* microseconds, 10000 */
     int slowlog_max_len;               /* 128 */

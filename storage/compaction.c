@@ -634,6 +634,7 @@ void *tl_compaction_thread(void *arg)
         db->compacting = true;
         pthread_mutex_unlock(&db->mutex);
         int rc = run_compaction(db, &c);
+        tl_release_free_memory();
         pthread_mutex_lock(&db->mutex);
         db->compacting = false;
         compaction_release_locked(db, &c);

@@ -37,6 +37,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "coding.h"
 #include "db_impl.h"
@@ -55,7 +58,7 @@ void tl_options_init(struct tl_options *o)
     o->memtable_bytes = 64u << 20;
     o->max_immutable_memtables = 2;
     o->block_size_bytes = 4096;
-    o->block_cache_bytes = 256u << 20;
+    o->block_cache_bytes = 64u << 20;
     o->bloom_bits_per_key = 10;
     o->l0_compaction_trigger = 4;
     o->l0_slowdown_trigger = 12;
@@ -65,7 +68,7 @@ void tl_options_init(struct tl_options *o)
     o->target_file_bytes = 64u << 20;
     o->num_levels = 7;
     o->compression = TL_COMPRESS_LZ4;
-    o->bottom_compression = TL_COMPRESS_ZSTD;
+    o->bottom_compression = TL_COMPRESS_LZ4;
     o->bottom_levels = 1;
     o->zstd_level = 3;
     o->background_compaction = true;
@@ -974,6 +977,13 @@ void tl_bg_succeeded_locked(struct tl_bg_failure *f)
     f->delay_ms = 0;
 }
 
+void tl_release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 bool tl_bg_retry_due(const struct tl_bg_failure *f)
 {
     if (!f->error)
@@ -1198,6 +1208,7 @@ static void *flush_thread_main(void *arg)
         db->flushing = true;
         pthread_mutex_unlock(&db->mutex);
         flush_oldest(db);
+        tl_release_free_memory();
         pthread_mutex_lock(&db->mutex);
         db->flushing = false;
         pthread_cond_broadcast(&db->done_cond);

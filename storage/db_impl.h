@@ -169,6 +169,10 @@ void tl_bg_failed_locked(struct tl_db *db, struct tl_bg_failure *f, const char *
 void tl_bg_succeeded_locked(struct tl_bg_failure *f);
 /* Whether the retry of a failed flush or compaction is due (db->mutex held). */
 bool tl_bg_retry_due(const struct tl_bg_failure *f);
+/* Hands the allocator's free pages back to the system: called by the background threads after
+ * a flush or compaction, whose buffers (sorting, building, merging) would otherwise stay
+ * resident as free memory in the threads' malloc arenas. */
+void tl_release_free_memory(void);
 
 /* Folds the key's records from the layers of v older than `from`: the frozen memtables
  * (skip_active) and the SSTables. Stops once the fold is done. */

@@ -483,6 +483,10 @@ static void test_config(struct tl_client *c)
     expect(c, "CONFIG GET maxclients", "*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n");
     expect(c, "CONFIG GET nosuchparam", "*0\r\n");
     expect(c, "CONFIG GET databases", "*2\r\n$9\r\ndatabases\r\n$2\r\n16\r\n");
+    expect(c, "CONFIG GET *compression",
+           "*4\r\n$11\r\ncompression\r\n$3\r\nlz4\r\n$18\r\nbottom-compression\r\n$3\r\nlz4\r\n");
+    expect(c, "CONFIG GET block-cache-bytes",
+           "*2\r\n$17\r\nblock-cache-bytes\r\n$8\r\n67108864\r\n");
     expect(c, "CONFIG SET databases 4",
            "-ERR CONFIG SET failed (possibly related to argument 'databases') - can't set "
            "immutable config\r\n");
