@@ -5,15 +5,18 @@
  * A series has two parts:
  * - its head, the user's key: a typed value (TL_TAG_WINDOW, _WSKETCH or _WHLL, so TYPE, DEL,
  *   EXISTS, EXPIRE and SCAN see one key of that type), holding
- *       byte     version: 2 for counters (WINCRBY), 1 for the others
+ *       byte     version: 3 for counters (WINCRBY), 1 for the others
  *       8 bytes  generation, little endian: random, chosen when the series is created
  *       varint   auto expiry (unix ms) last set by a write, see below
- *       byte     n, the number of resolutions
+ *       byte     n, the number of resolutions; in version 3, 0 stands for the built-in
+ *                default policy (DEFAULT_SPEC), whose resolutions then do not follow
  *       n times  varint resolution ms, varint retention ms
- *       version 2: the newest and previous bucket of each resolution (tl_window_live_encode)
+ *       version 3: the newest and previous bucket of each resolution (tl_window_live_encode)
  *   so the series keeps the policy it was created with whatever later happens to the name, and
- *   a WINCRBY is one update of the head (storage/window.c, tl_window_incr). A counter head of
- *   version 1 (written before heads kept buckets) still works: its writes all merge in place;
+ *   a WINCRBY is one update of the head (storage/window.c, tl_window_incr). Older counter heads
+ *   still work: version 2 (the policy always spelled out, the previous bucket's start in full,
+ *   tl_window_live_decode's TL_WINDOW_LIVE_V1) is rewritten as version 3 by its next write, and
+ *   version 1 (written before heads kept buckets) has all its writes merged in place;
  * - its buckets, engine keys TL_INTERNAL_PREFIX 0x01 generation(8, big endian) followed by the
  *   bucket suffix of storage/window.c, outside every database. The generation ties buckets to
  *   one life of the key: after DEL (or expiry) and a new write, the new series does not see the
@@ -41,7 +44,8 @@
 #include "sketch.h"
 
 #define HEAD_VERSION      1 /* no buckets in the head */
-#define HEAD_VERSION_LIVE 2
+#define HEAD_VERSION_LIVE 2 /* buckets in the head, read only */
+#define HEAD_VERSION_CUR  3 /* buckets in the head, compact */
 #define HEAD_MAX_BYTES    (1 + 8 + 10 + 1 + TL_WINDOW_MAX_RES * 20 + TL_WINDOW_LIVE_MAX_BYTES)
 #define PREFIX_BYTES      11 /* TL_INTERNAL_PREFIX, kind, generation */
 #define KIND_POLICY       0x00
@@ -63,6 +67,8 @@ struct policy {
 };
 
 static pthread_rwlock_t policies_lock = PTHREAD_RWLOCK_INITIALIZER;
+/* DEFAULT_SPEC, parsed once by tl_window_init: counter heads with it name it in one byte. */
+static struct tl_window_policy builtin_policy;
 static struct policy *policies;
 static size_t n_policies;
 
@@ -159,6 +165,7 @@ int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t err
         snprintf(err, errlen, "cannot set up the default window policy: %s", why);
         return -1;
     }
+    builtin_policy = p;
     for (int i = 0; i < cfg->n_window_policies; i++) {
         const struct tl_config_policy *cp = &cfg->window_policies[i];
         if (tl_window_policy_parse(cp->spec, strlen(cp->spec), &p, why, sizeof why) < 0 ||
@@ -241,17 +248,33 @@ static bool take_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 }
 
 /* Encodes a head; with_live: a counter series' version 2 head with its buckets. */
+static bool same_policy(const struct tl_window_policy *a, const struct tl_window_policy *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (a->res[i].width_ms != b->res[i].width_ms ||
+            a->res[i].retention_ms != b->res[i].retention_ms)
+            return false;
+    return true;
+}
+
+/* Encodes a head; with_live: a counter series' head (the current version) with its buckets. */
 static size_t head_encode(const struct series *s, bool with_live, uint8_t *out)
 {
     size_t n = 0;
-    out[n++] = with_live ? HEAD_VERSION_LIVE : HEAD_VERSION;
+    out[n++] = with_live ? HEAD_VERSION_CUR : HEAD_VERSION;
     for (int i = 0; i < 8; i++)
         out[n++] = (uint8_t)(s->gen >> (8 * i));
     n += tl_put_varint(out + n, (uint64_t)s->auto_expire_ms);
-    out[n++] = (uint8_t)s->p.n;
-    for (int i = 0; i < s->p.n; i++) {
-        n += tl_put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
-        n += tl_put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
+    if (with_live && same_policy(&s->p, &builtin_policy)) {
+        out[n++] = 0;
+    } else {
+        out[n++] = (uint8_t)s->p.n;
+        for (int i = 0; i < s->p.n; i++) {
+            n += tl_put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
+            n += tl_put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
+        }
     }
     if (with_live)
         n += tl_window_live_encode(&s->live, &s->p, out + n);
@@ -261,9 +284,11 @@ static size_t head_encode(const struct series *s, bool with_live, uint8_t *out)
 static bool head_decode(const struct tl_val *v, struct series *s)
 {
     const uint8_t *p = (const uint8_t *)v->bytes, *end = p + v->len;
-    if (v->len < 10 || (p[0] != HEAD_VERSION && p[0] != HEAD_VERSION_LIVE))
+    if (v->len < 10 ||
+        (p[0] != HEAD_VERSION && p[0] != HEAD_VERSION_LIVE && p[0] != HEAD_VERSION_CUR))
         return false;
-    bool live = *p++ == HEAD_VERSION_LIVE;
+    int version = *p++;
+    bool live = version != HEAD_VERSION;
     s->gen = 0;
     for (int i = 0; i < 8; i++)
         s->gen |= (uint64_t)*p++ << (8 * i);
@@ -272,20 +297,26 @@ static bool head_decode(const struct tl_val *v, struct series *s)
         return false;
     s->auto_expire_ms = (int64_t)x;
     s->p.n = *p++;
-    if (s->p.n < 1 || s->p.n > TL_WINDOW_MAX_RES)
-        return false;
-    for (int i = 0; i < s->p.n; i++) {
-        if (!take_varint(&p, end, &x) || !take_varint(&p, end, &y) || x == 0 || y < x ||
-            y > (uint64_t)TL_WINDOW_MAX_TIME_MS)
+    if (s->p.n == 0 && version == HEAD_VERSION_CUR) {
+        s->p = builtin_policy;
+    } else {
+        if (s->p.n < 1 || s->p.n > TL_WINDOW_MAX_RES)
             return false;
-        s->p.res[i].width_ms = (int64_t)x;
-        s->p.res[i].retention_ms = (int64_t)y;
+        for (int i = 0; i < s->p.n; i++) {
+            if (!take_varint(&p, end, &x) || !take_varint(&p, end, &y) || x == 0 || y < x ||
+                y > (uint64_t)TL_WINDOW_MAX_TIME_MS)
+                return false;
+            s->p.res[i].width_ms = (int64_t)x;
+            s->p.res[i].retention_ms = (int64_t)y;
+        }
     }
     series_prefix(s);
     tl_window_live_init(&s->live);
     s->live.legacy = !live && v->tag == TL_TAG_WINDOW;
     if (live) {
-        size_t n = tl_window_live_decode(p, end, &s->p, &s->live);
+        size_t n = tl_window_live_decode(
+            p, end, &s->p, version == HEAD_VERSION_CUR ? TL_WINDOW_LIVE_V2 : TL_WINDOW_LIVE_V1,
+            &s->live);
         if (n == 0)
             return false;
         p += n;

@@ -368,12 +368,21 @@ struct tl_window_live {
 /* Bytes tl_window_live_encode writes at most. */
 #define TL_WINDOW_LIVE_MAX_BYTES (TL_WINDOW_MAX_RES * 4 * 10)
 void tl_window_live_init(struct tl_window_live *l);
-/* Encodes the state of a series with policy p (starts are stored in units of each width). */
+/* Encodings of the state. Per resolution, starts in units of its width plus one (0: none),
+ * values zigzag varints:
+ *   V1  start, value, previous start, previous value
+ *   V2  start; when there is one: value, then how many widths the previous bucket is older
+ *       (0: none) and, when there is one, its value. A counter's state is then 7 bytes or so
+ *       a resolution where V1 took about 10. */
+enum tl_window_live_format { TL_WINDOW_LIVE_V1 = 1, TL_WINDOW_LIVE_V2 = 2 };
+/* Encodes the state of a series with policy p, as TL_WINDOW_LIVE_V2. */
 size_t tl_window_live_encode(const struct tl_window_live *l, const struct tl_window_policy *p,
                              uint8_t *out);
-/* Decodes what tl_window_live_encode wrote; returns the bytes read, 0 if they are not valid. */
+/* Decodes what tl_window_live_encode wrote in format f; returns the bytes read, 0 if they are
+ * not valid. */
 size_t tl_window_live_decode(const uint8_t *in, const uint8_t *end,
-                             const struct tl_window_policy *p, struct tl_window_live *l);
+                             const struct tl_window_policy *p, enum tl_window_live_format f,
+                             struct tl_window_live *l);
 
 /* A counter series as its head describes it. prefix points into the caller's memory. */
 struct tl_window_series {

@@ -371,20 +371,52 @@ size_t tl_window_live_encode(const struct tl_window_live *l, const struct tl_win
     for (int i = 0; i < p->n; i++) {
         int64_t w = p->res[i].width_ms;
         n += put_start(out + n, l->start[i], w);
+        if (l->start[i] < 0)
+            continue;
         n += tl_put_varint(out + n, tl_zigzag(l->value[i]));
-        n += put_start(out + n, l->prev_start[i], w);
-        n += tl_put_varint(out + n, tl_zigzag(l->prev_value[i]));
+        uint64_t older =
+            l->prev_start[i] < 0 ? 0 : (uint64_t)((l->start[i] - l->prev_start[i]) / w);
+        n += tl_put_varint(out + n, older);
+        if (older)
+            n += tl_put_varint(out + n, tl_zigzag(l->prev_value[i]));
     }
     return n;
 }
 
+/* Reads resolution i's state in format V2. */
+static bool get_live_v2(const uint8_t **at, const uint8_t *end, int64_t w, int i,
+                        struct tl_window_live *l)
+{
+    uint64_t older = 0;
+    if (!get_start(at, end, w, &l->start[i]))
+        return false;
+    if (l->start[i] < 0)
+        return true;
+    if (!get_value(at, end, &l->value[i]))
+        return false;
+    size_t n = tl_get_varint(*at, end, &older);
+    if (n == 0 || older > (uint64_t)(l->start[i] / w))
+        return false;
+    *at += n;
+    if (older == 0)
+        return true;
+    l->prev_start[i] = l->start[i] - (int64_t)older * w;
+    return get_value(at, end, &l->prev_value[i]);
+}
+
 size_t tl_window_live_decode(const uint8_t *in, const uint8_t *end,
-                             const struct tl_window_policy *p, struct tl_window_live *l)
+                             const struct tl_window_policy *p, enum tl_window_live_format f,
+                             struct tl_window_live *l)
 {
     const uint8_t *at = in;
     tl_window_live_init(l);
     for (int i = 0; i < p->n; i++) {
         int64_t w = p->res[i].width_ms;
+        if (f == TL_WINDOW_LIVE_V2) {
+            if (!get_live_v2(&at, end, w, i, l))
+                return 0;
+            continue;
+        }
         if (!get_start(&at, end, w, &l->start[i]) || !get_value(&at, end, &l->value[i]) ||
             !get_start(&at, end, w, &l->prev_start[i]) || !get_value(&at, end, &l->prev_value[i]))
             return 0;

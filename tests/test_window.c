@@ -2,6 +2,9 @@
  * test_window.c - windowed series in the engine (storage/window.c) and typed values:
  * - durations and policies: parsing, canonical text, an error naming the bad part;
  * - the window plan: spans that join without gaps or overlaps;
+ * - the head's state encodings: V2 round trips random states (none, no previous bucket, a
+ *   previous bucket far back, negative values) and is shorter than V1, which still decodes;
+ *   malformed bytes are refused;
  * - typed values: stored, read back with their tag, refused by incr, kept by flush, reopen and
  *   compaction;
  * - the model: random events over 30 simulated days written with their own time (AT), against
@@ -20,6 +23,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "coding.h"
 #include "testutil.h"
 
 #define MIN_MS  60000LL
@@ -148,6 +152,87 @@ static void check_plans(const char *spec)
     }
 }
 
+static bool live_equal(const struct tl_window_live *a, const struct tl_window_live *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (a->start[i] != b->start[i] || a->value[i] != b->value[i] ||
+            a->prev_start[i] != b->prev_start[i] || a->prev_value[i] != b->prev_value[i])
+            return false;
+    return true;
+}
+
+/* Writes l in format V1 (as heads of version 2 hold it). */
+static size_t live_encode_v1(const struct tl_window_live *l, const struct tl_window_policy *p,
+                             uint8_t *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < p->n; i++) {
+        int64_t w = p->res[i].width_ms;
+        n += tl_put_varint(out + n, l->start[i] < 0 ? 0 : (uint64_t)(l->start[i] / w) + 1);
+        n += tl_put_varint(out + n, tl_zigzag(l->value[i]));
+        n +=
+            tl_put_varint(out + n, l->prev_start[i] < 0 ? 0 : (uint64_t)(l->prev_start[i] / w) + 1);
+        n += tl_put_varint(out + n, tl_zigzag(l->prev_value[i]));
+    }
+    return n;
+}
+
+static void test_live_formats(uint64_t seed)
+{
+    struct tl_window_policy p;
+    char why[128];
+    CHECK_OK(tl_window_policy_parse("1m:3h,1h:8d,1d:400d", 19, &p, why, sizeof why));
+    uint64_t rng = seed | 1;
+    size_t v1_bytes = 0, v2_bytes = 0;
+    const int64_t now = 1795000000000LL;
+    for (int round = 0; round < 10000; round++) {
+        struct tl_window_live l, back;
+        tl_window_live_init(&l);
+        for (int i = 0; i < p.n; i++) {
+            int64_t w = p.res[i].width_ms;
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            unsigned r = (unsigned)(rng >> 33);
+            if (r % 7 == 0)
+                continue; /* no bucket at all */
+            l.start[i] = (now / w - (int64_t)(r % 5)) * w;
+            l.value[i] = (r % 3 == 0) ? -(int64_t)(r % 1000) : (int64_t)(r % 100000);
+            if (r % 4 != 0) {
+                int64_t back_w = 1 + (int64_t)((r >> 8) % (r % 8 == 1 ? 100000 : 3));
+                if (back_w * w > l.start[i])
+                    back_w = 1;
+                l.prev_start[i] = l.start[i] - back_w * w;
+                l.prev_value[i] = (int64_t)(r >> 12) % 5000 - 100;
+            }
+        }
+        uint8_t buf[TL_WINDOW_LIVE_MAX_BYTES];
+        size_t n = tl_window_live_encode(&l, &p, buf);
+        CHECK(n > 0 && n <= sizeof buf);
+        CHECK(tl_window_live_decode(buf, buf + n, &p, TL_WINDOW_LIVE_V2, &back) == n);
+        CHECK(live_equal(&l, &back, p.n));
+        for (size_t cut = 0; cut < n; cut++) /* every truncation is refused or reads less */
+            CHECK(tl_window_live_decode(buf, buf + cut, &p, TL_WINDOW_LIVE_V2, &back) == 0);
+        v2_bytes += n;
+        uint8_t old[TL_WINDOW_LIVE_MAX_BYTES];
+        size_t m = live_encode_v1(&l, &p, old);
+        CHECK(tl_window_live_decode(old, old + m, &p, TL_WINDOW_LIVE_V1, &back) == m);
+        CHECK(live_equal(&l, &back, p.n));
+        v1_bytes += m;
+    }
+    CHECK(v2_bytes * 10 < v1_bytes * 8); /* at least a fifth smaller */
+    /* A previous bucket before time 0 is malformed. */
+    uint8_t bad[8];
+    size_t n = tl_put_varint(bad, 3); /* start 2 widths */
+    n += tl_put_varint(bad + n, 2);   /* value 1 */
+    n += tl_put_varint(bad + n, 4);   /* 4 widths older: before 0 */
+    n += tl_put_varint(bad + n, 2);
+    struct tl_window_policy one = {.n = 1, .res = {{MIN_MS, HOUR_MS}}};
+    struct tl_window_live back;
+    CHECK(tl_window_live_decode(bad, bad + n, &one, TL_WINDOW_LIVE_V2, &back) == 0);
+    bad[2] = 2; /* 2 widths older: start 0 */
+    CHECK(tl_window_live_decode(bad, bad + n, &one, TL_WINDOW_LIVE_V2, &back) == n);
+    CHECK(back.start[0] == 2 * MIN_MS && back.prev_start[0] == 0 && back.prev_value[0] == 1);
+}
+
 static void test_typed_values(const char *dir)
 {
     tl_db *db = open_db(dir);
@@ -213,7 +298,9 @@ static int ts_decode(void *arg, const struct tl_val *cur, int found, struct tl_w
     if (cur->type != TL_VAL_TYPED || cur->tag != TEST_TAG)
         return TL_EWRONGTYPE;
     const uint8_t *b = (const uint8_t *)cur->bytes;
-    return tl_window_live_decode(b, b + cur->len, t->p, &out->live) == cur->len ? 0 : TL_ECORRUPT;
+    return tl_window_live_decode(b, b + cur->len, t->p, TL_WINDOW_LIVE_V2, &out->live) == cur->len
+               ? 0
+               : TL_ECORRUPT;
 }
 
 static int ts_encode(void *arg, const struct tl_window_series *s, int64_t at_ms,
@@ -565,6 +652,7 @@ int main(void)
     printf("seed %" PRIu64 " (TALLY_SEED replays)\n", seed);
     test_durations_and_policies();
     test_plan();
+    test_live_formats(seed);
     char *dir = test_tmpdir("window");
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/typed", dir);
