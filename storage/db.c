@@ -402,10 +402,11 @@ static inline pthread_mutex_t *stripe_of(struct tl_db *db, uint64_t hash)
  * rebuilt from the WAL (MERGE/EXPIRE) against the older layers. *fold keeps any copied bytes.
  * A blind caller (tl_db_merge_expire) takes what the memtable says, partial or not, and for a
  * key the memtable lacks gets a new cell that knows nothing (MERGE of 0): no older layer is read.
+ * cur's bytes may point into *held, which the caller keeps meanwhile.
  */
 static int current_value(struct tl_db *db, struct tl_memtable *m, const void *key, size_t klen,
                          uint64_t hash, bool blind, struct tl_cell **cellp, struct tl_fold *fold,
-                         struct tl_record *cur, bool *full)
+                         struct tl_cell_snap *held, struct tl_record *cur, bool *full)
 {
     struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
     int rc = 0;
@@ -413,12 +414,11 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
     tl_fold_init(fold);
     *full = false;
     if (c) {
-        struct tl_cell_snap s;
-        tl_cell_read(m, c, &s);
-        tl_cell_snap_to_record(&s, cur);
-        placeholder = !blind && tl_cell_is_placeholder(&s);
+        tl_cell_read(m, c, held);
+        tl_cell_snap_to_record(held, cur);
+        placeholder = !blind && tl_cell_is_placeholder(held);
         if (!placeholder) {
-            if (blind || (s.state != TL_CELL_MERGE && s.state != TL_CELL_EXPIRE)) {
+            if (blind || (held->state != TL_CELL_MERGE && held->state != TL_CELL_EXPIRE)) {
                 *cellp = c;
                 return 0;
             }
@@ -431,8 +431,8 @@ static int current_value(struct tl_db *db, struct tl_memtable *m, const void *ke
             *full = true;
             return 0;
         }
-        tl_cell_read(m, c, &s); /* another writer's cell, if it got there first */
-        tl_cell_snap_to_record(&s, cur);
+        tl_cell_read(m, c, held); /* another writer's cell, if it got there first */
+        tl_cell_snap_to_record(held, cur);
         *cellp = c;
         return 0;
     }
@@ -504,9 +504,10 @@ static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool bli
         struct tl_memtable *m = writer_enter(db);
         struct tl_cell *cell = NULL;
         struct tl_fold fold;
+        struct tl_cell_snap held;
         struct tl_record cur;
         bool full;
-        rc = current_value(db, m, key, klen, hash, blind, &cell, &fold, &cur, &full);
+        rc = current_value(db, m, key, klen, hash, blind, &cell, &fold, &held, &cur, &full);
         if (rc < 0 || full) {
             tl_fold_free(&fold);
             writer_exit(m);
@@ -547,8 +548,12 @@ static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool bli
         tl_fold_result(&next, tl_kind_is_final(live.kind), 0, &nr);
         struct tl_cell_snap s;
         tl_record_to_cell_snap(&nr, &s);
-        uint32_t boff = 0;
-        if (tl_cell_has_bytes(s.state) && !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
+        /* A short value of the old one's length overwrites it in place; else it takes new
+         * arena space. */
+        uint32_t boff = tl_cell_inplace_off(m, cell, &s);
+        bool inplace = boff != 0;
+        if (!inplace && tl_cell_has_bytes(s.state) &&
+            !(boff = tl_memtable_store_bytes(m, s.bytes, s.len))) {
             tl_fold_free(&fold);
             writer_exit(m);
             if ((rc = switch_memtable(db, m)) < 0)
@@ -557,7 +562,10 @@ static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool bli
         }
         rc = tl_wal_append(db->wal, key, klen, &log, &seq);
         if (rc == 0) {
-            tl_cell_publish(cell, &s, boff);
+            if (inplace)
+                tl_cell_rewrite(m, cell, &s, boff);
+            else
+                tl_cell_publish(cell, &s, boff);
             logged = true;
         }
         tl_fold_free(&fold);
@@ -1383,14 +1391,13 @@ static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t kle
     for (int attempt = 0; attempt < 2; attempt++) {
         struct tl_cell *c = tl_memtable_find(rs->m, key, klen, hash);
         struct tl_fold f;
-        struct tl_record combined;
+        struct tl_record combined, older;
+        struct tl_cell_snap held; /* older's bytes may point into it */
         tl_fold_init(&f);
         tl_fold_add(&f, r);
         if (c) {
-            struct tl_cell_snap s;
-            struct tl_record older;
-            tl_cell_read(rs->m, c, &s);
-            tl_cell_snap_to_record(&s, &older);
+            tl_cell_read(rs->m, c, &held);
+            tl_cell_snap_to_record(&held, &older);
             tl_fold_add(&f, &older);
         }
         if (tl_fold_result(&f, false, 0, &combined) < 0)

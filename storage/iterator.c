@@ -190,6 +190,7 @@ struct mem_source {
     size_t n, pos, batch_max;
     bool more;            /* the last batch was full: there may be more keys past it */
     struct tl_cell *last; /* the last cell collected (kept or not): where the next batch starts */
+    struct tl_cell_snap snap; /* of the current cell: ms_record's bytes may point into it */
 };
 
 /* Collects the next batch of cells, leaving out blind-merge placeholders (they say nothing). */
@@ -252,9 +253,8 @@ static const uint8_t *ms_key(struct tl_source *s, size_t *klen)
 static int ms_record(struct tl_source *s, struct tl_record *r)
 {
     struct mem_source *ms = (struct mem_source *)s;
-    struct tl_cell_snap snap;
-    tl_cell_read(ms->m, ms->batch[ms->pos], &snap);
-    tl_cell_snap_to_record(&snap, r);
+    tl_cell_read(ms->m, ms->batch[ms->pos], &ms->snap);
+    tl_cell_snap_to_record(&ms->snap, r);
     return 0;
 }
 

@@ -4,8 +4,9 @@
  * The arena and the slot array are anonymous mappings, so pages are zero and only touched
  * pages cost memory. Arena offsets are 8-byte aligned; offset 0 is reserved to mean "empty".
  * A byte value lives in the arena as [u32 length][bytes]; a new value takes new arena space and
- * the old one is left behind until the table is dropped (values are immutable once published,
- * so a reader holding an old offset still reads whole bytes).
+ * the old one is left behind until the table is dropped, except that a short one is overwritten
+ * by a new value of its length (memtable.h): values longer than TL_CELL_INPLACE_MAX are
+ * immutable once published, so a reader holding their offset still reads whole bytes.
  */
 #include "memtable.h"
 
@@ -193,6 +194,19 @@ struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_
     return NULL;
 }
 
+/* The arena words of a byte value, loaded or stored one at a time with atomic builtins: a short
+ * value may be rewritten while a reader copies it (the sequence lock then sends the reader
+ * round again), and word atomics keep that a well-defined race. Offsets are 8-byte aligned. */
+static inline uint64_t *arena_words(const struct tl_memtable *m, uint32_t off)
+{
+    return (uint64_t *)(void *)(m->arena + off);
+}
+
+static uint32_t copied_len(const struct tl_cell_snap *s)
+{
+    return tl_get_u32((const uint8_t *)s->copy);
+}
+
 void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct tl_cell_snap *out)
 {
     struct tl_cell *mc = (struct tl_cell *)c;
@@ -207,18 +221,58 @@ void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct t
         out->ival = atomic_load_explicit(&mc->ival, memory_order_relaxed);
         out->expire_ms = atomic_load_explicit(&mc->expire_ms, memory_order_relaxed);
         uint32_t boff = atomic_load_explicit(&mc->bytes_off, memory_order_acquire);
+        bool bytes = tl_cell_has_bytes(out->state) && boff;
+        if (bytes) {
+            /* The first word holds the length: short values are copied whole. */
+            const uint64_t *w = arena_words(m, boff);
+            out->copy[0] = __atomic_load_n(&w[0], __ATOMIC_RELAXED);
+            uint32_t len = copied_len(out);
+            if (len <= TL_CELL_INPLACE_MAX)
+                for (uint32_t i = 1; i < (4 + len + 7) / 8; i++)
+                    out->copy[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+        }
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&mc->version, memory_order_relaxed) != v1)
             continue;
-        if (tl_cell_has_bytes(out->state) && boff) {
-            out->len = tl_get_u32(m->arena + boff);
-            out->bytes = m->arena + boff + 4;
+        if (bytes) {
+            out->len = copied_len(out);
+            out->bytes = out->len <= TL_CELL_INPLACE_MAX ? (const uint8_t *)out->copy + 4
+                                                         : m->arena + boff + 4;
         } else {
             out->len = 0;
             out->bytes = NULL;
         }
         return;
     }
+}
+
+uint32_t tl_cell_inplace_off(const struct tl_memtable *m, struct tl_cell *c,
+                             const struct tl_cell_snap *s)
+{
+    if (!tl_cell_has_bytes(s->state) || s->len > TL_CELL_INPLACE_MAX)
+        return 0;
+    /* Only c's writer changes these: plain loads see its own last stores. */
+    uint8_t state = atomic_load_explicit(&c->state, memory_order_relaxed);
+    uint32_t boff = atomic_load_explicit(&c->bytes_off, memory_order_relaxed);
+    if (!tl_cell_has_bytes(state) || !boff || tl_get_u32(m->arena + boff) != s->len)
+        return 0;
+    return boff;
+}
+
+void tl_cell_rewrite(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s,
+                     uint32_t boff)
+{
+    uint64_t words[(4 + TL_CELL_INPLACE_MAX + 7) / 8] = {0};
+    tl_put_u32((uint8_t *)words, s->len);
+    memcpy((uint8_t *)words + 4, s->bytes, s->len);
+    uint64_t *w = arena_words(m, boff);
+    uint32_t v = atomic_load_explicit(&c->version, memory_order_relaxed);
+    atomic_store_explicit(&c->version, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (uint32_t i = 0; i < (4 + s->len + 7) / 8; i++)
+        __atomic_store_n(&w[i], words[i], __ATOMIC_RELAXED);
+    cell_store(c, s, boff);
+    atomic_store_explicit(&c->version, v + 2, memory_order_release);
 }
 
 bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s)

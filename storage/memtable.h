@@ -11,6 +11,12 @@
  * and retry if a writer changed the cell while they read it. Writers of one key are serialized
  * by the engine (a striped lock over keys), so a cell has one writer at a time.
  *
+ * A byte value of at most TL_CELL_INPLACE_MAX bytes is overwritten in place when a new value of
+ * the same length replaces it (tl_cell_rewrite): a windowed counter's head, rewritten by every
+ * WINCRBY, then takes no new arena space. Readers therefore copy such values into their
+ * snapshot under the sequence lock (word by word, with atomic loads); longer values are never
+ * changed once published, and snapshots point at them in the arena.
+ *
  * A cell either knows the key's whole value (INT, BYTES, DELETED, or ABSENT: nothing anywhere,
  * nothing written here) or, when it was rebuilt from the WAL without reading older layers, only
  * what this memtable adds (MERGE: a delta, EXPIRE: an expiry) - record.h's kinds, folded.
@@ -61,7 +67,11 @@ struct tl_cell {
     uint8_t key[];
 };
 
-/* A consistent copy of a cell's value fields. bytes points into the arena. */
+/* Byte values this long or shorter may be rewritten in place (a multiple of 8, less 4). */
+#define TL_CELL_INPLACE_MAX 124
+
+/* A consistent copy of a cell's value fields. bytes points into copy (a value of at most
+ * TL_CELL_INPLACE_MAX bytes: keep the snapshot while using them) or into the arena. */
 struct tl_cell_snap {
     uint8_t state;
     bool dirty;
@@ -71,6 +81,7 @@ struct tl_cell_snap {
     int64_t expire_ms;
     const uint8_t *bytes;
     uint32_t len;
+    uint64_t copy[(4 + TL_CELL_INPLACE_MAX) / 8]; /* [u32 length][bytes] as in the arena */
 };
 
 /* A cell that a blind merge (tl_db_merge_expire) inserted ahead of its WAL record: MERGE and
@@ -122,6 +133,13 @@ void tl_cell_publish(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t b
 /* Stores s in c; copies BYTES into the arena. Returns false, changing nothing, when the arena
  * has no room (the table is then full). One writer per cell at a time. */
 bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s);
+/* The arena offset of c's byte value when a new value s can overwrite it in place (both of one
+ * length, at most TL_CELL_INPLACE_MAX); else 0. Only c's writer may ask. */
+uint32_t tl_cell_inplace_off(const struct tl_memtable *m, struct tl_cell *c,
+                             const struct tl_cell_snap *s);
+/* Publishes s in c, writing its bytes over the value at boff (from tl_cell_inplace_off). */
+void tl_cell_rewrite(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s,
+                     uint32_t boff);
 
 /* The cell's layer as a record (for folding and flushing). bytes point into the arena. */
 void tl_cell_snap_to_record(const struct tl_cell_snap *s, struct tl_record *r);

@@ -2,7 +2,10 @@
  * test_memtable.c - the memtable's hash table and cells: insert and find, the table filling
  * up (entries and arena), byte values, concurrent inserts of the same and different keys from
  * 4 threads (every key exactly once), readers never seeing a torn cell while a writer changes
- * it, and sorted collection (collect in batches, sort when frozen).
+ * it, short byte values rewritten in place (no new arena space; readers copying them never see
+ * a mix of two values, though the writer changes the very bytes they read; long values and a
+ * change of length take new space), and sorted collection (collect in batches, sort when
+ * frozen).
  */
 #include <pthread.h>
 
@@ -197,6 +200,88 @@ static void test_seqlock(void)
     tl_memtable_free(m);
 }
 
+struct rewriter {
+    struct tl_memtable *m;
+    struct tl_cell *c;
+    uint32_t len;
+    _Atomic int stop;
+    _Atomic long writes;
+};
+
+/* Rewrites c in place with values whose bytes all equal the round's number, and whose expiry
+ * equals it too. */
+static void *rewrite_writer(void *arg)
+{
+    struct rewriter *r = arg;
+    uint8_t v[TL_CELL_INPLACE_MAX];
+    for (long i = 1; !atomic_load(&r->stop); i++) {
+        memset(v, (int)(i & 0xff), r->len);
+        struct tl_cell_snap s = {.state = TL_CELL_TYPED,
+                                 .dirty = true,
+                                 .tag = 9,
+                                 .expire_ms = i & 0xff,
+                                 .bytes = v,
+                                 .len = r->len};
+        uint32_t boff = tl_cell_inplace_off(r->m, r->c, &s);
+        CHECK(boff != 0);
+        tl_cell_rewrite(r->m, r->c, &s, boff);
+        atomic_fetch_add(&r->writes, 1);
+    }
+    return NULL;
+}
+
+static void test_inplace(void)
+{
+    struct tl_memtable *m = tl_memtable_new(8 << 20);
+    uint8_t big[TL_CELL_INPLACE_MAX + 1];
+    memset(big, 7, sizeof big);
+    struct tl_cell_snap s = {.state = TL_CELL_TYPED, .tag = 9, .bytes = big, .len = 60};
+    bool inserted;
+    struct rewriter r = {
+        .m = m, .len = 60, .c = tl_memtable_insert(m, "k", 1, tl_hash64("k", 1), &s, &inserted)};
+    CHECK(r.c && inserted);
+    /* Another length, or a value over the limit, cannot go in place. */
+    struct tl_cell_snap other = s;
+    other.len = 61;
+    CHECK(tl_cell_inplace_off(m, r.c, &other) == 0);
+    other.len = TL_CELL_INPLACE_MAX + 1;
+    CHECK(tl_cell_inplace_off(m, r.c, &other) == 0);
+    struct tl_cell_snap integer = {.state = TL_CELL_INT, .ival = 5};
+    CHECK(tl_cell_inplace_off(m, r.c, &integer) == 0);
+    size_t used = tl_memtable_bytes_used(m);
+
+    pthread_t t;
+    pthread_create(&t, NULL, rewrite_writer, &r);
+    while (atomic_load(&r.writes) == 0)
+        ; /* start reading once the writer runs */
+    for (long reads = 0; reads < FLIP_READS; reads++) {
+        struct tl_cell_snap got;
+        tl_cell_read(m, r.c, &got);
+        CHECK(got.state == TL_CELL_TYPED && got.tag == 9 && got.len == 60);
+        uint8_t b = got.bytes[0];
+        for (uint32_t i = 1; i < got.len; i++)
+            CHECK(got.bytes[i] == b); /* one value's bytes, not a mix */
+        if (atomic_load(&r.writes) > 1)
+            CHECK(got.expire_ms == b); /* and that value's own expiry */
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&r.writes) > 0);
+    CHECK_EQ_INT(tl_memtable_bytes_used(m), used); /* no arena spent on rewrites */
+
+    /* A long value is never rewritten: a new one of its length takes new space. */
+    struct tl_cell_snap l = {.state = TL_CELL_BYTES, .bytes = big, .len = sizeof big};
+    CHECK(tl_cell_write(m, r.c, &l));
+    CHECK(tl_cell_inplace_off(m, r.c, &l) == 0);
+    used = tl_memtable_bytes_used(m);
+    CHECK(tl_cell_write(m, r.c, &l));
+    CHECK(tl_memtable_bytes_used(m) > used);
+    struct tl_cell_snap got;
+    tl_cell_read(m, r.c, &got);
+    CHECK(got.len == sizeof big && memcmp(got.bytes, big, sizeof big) == 0);
+    tl_memtable_free(m);
+}
+
 static void test_collect(void)
 {
     struct tl_memtable *m = tl_memtable_new(4 << 20);
@@ -227,6 +312,7 @@ int main(void)
     test_full();
     test_concurrent_insert();
     test_seqlock();
+    test_inplace();
     test_collect();
     printf("test_memtable: ok\n");
     return 0;
