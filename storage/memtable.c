@@ -20,6 +20,8 @@
 #define ARENA_ALIGN 8
 #define SLOT_EMPTY  0ull
 
+_Static_assert(sizeof(struct tl_cell) == 32, "a cell is 32 bytes before its key");
+
 static inline uint64_t slot_word(uint64_t hash, uint32_t off)
 {
     return (hash & 0xffffffff00000000ull) | off;
@@ -121,7 +123,7 @@ struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t 
         if ((w & 0xffffffff00000000ull) != tag)
             continue;
         struct tl_cell *c = cell_at(m, (uint32_t)w);
-        if (c->hash == hash && c->klen == klen && memcmp(c->key, key, klen) == 0)
+        if (c->klen == klen && memcmp(c->key, key, klen) == 0)
             return c;
     }
     return NULL;
@@ -169,7 +171,6 @@ struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_
         return NULL;
     struct tl_cell *c = cell_at(m, off);
     c->klen = (uint32_t)klen;
-    c->hash = hash;
     memcpy(c->key, key, klen);
     atomic_init(&c->version, 0);
     cell_store(c, init, boff);
@@ -188,7 +189,7 @@ struct tl_cell *tl_memtable_insert(struct tl_memtable *m, const void *key, size_
         if ((w & 0xffffffff00000000ull) != tag)
             continue;
         struct tl_cell *o = cell_at(m, (uint32_t)w);
-        if (o->hash == hash && o->klen == klen && memcmp(o->key, key, klen) == 0)
+        if (o->klen == klen && memcmp(o->key, key, klen) == 0)
             return o; /* another writer got here first; our arena space is abandoned */
     }
     return NULL;

@@ -63,8 +63,7 @@ struct tl_cell {
     _Atomic int64_t expire_ms;
     _Atomic uint32_t bytes_off; /* arena offset of [u32 length][bytes] for BYTES */
     uint32_t klen;
-    uint64_t hash;
-    uint8_t key[];
+    uint8_t key[]; /* the hash is not kept: the slot word holds its high half */
 };
 
 /* Byte values this long or shorter may be rewritten in place (a multiple of 8, less 4). */
