@@ -402,6 +402,27 @@ static void exclusive_end(void)
     pthread_rwlock_unlock(&tl_srv->exec_lock);
 }
 
+/* ---- time ---------------------------------------------------------------------------------- */
+
+static __thread int64_t command_time_us;
+
+void tl_command_time_set(int64_t us)
+{
+    command_time_us = us;
+}
+
+int64_t tl_now_ms(void)
+{
+    return command_time_us ? command_time_us / 1000 : tl_clock_ms();
+}
+
+int64_t tl_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- the slow log -------------------------------------------------------------------------- */
 
 static int64_t now_us(void)
@@ -658,7 +679,9 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
     tl_reply_array(c, n);
     for (size_t i = 0; i < n; i++) {
         int64_t start_us = now_us();
+        tl_command_time_set(start_us);
         q[i].fn(c, &q[i].args);
+        tl_command_time_set(0);
         slowlog_check(c, &q[i].args, start_us);
     }
     exclusive_end();
@@ -760,6 +783,7 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a)
         cmd_exec(c, a); /* takes the exclusive side itself, and times each queued command */
         return;
     }
+    tl_command_time_set(start_us);
     if (flags & TL_CMD_EXCLUSIVE) {
         exclusive_begin();
         fn(c, a);
@@ -769,5 +793,6 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a)
         fn(c, a);
         shared_exit(slot);
     }
+    tl_command_time_set(0);
     slowlog_check(c, a, start_us);
 }

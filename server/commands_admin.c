@@ -257,7 +257,7 @@ static void tally_checkpoint(struct tl_client *c, struct tl_args *a)
                         TL_ADMIN_SHOW_BYTES, dest);
         return;
     }
-    int64_t t0 = tl_now_ms();
+    int64_t t0 = tl_clock_ms();
     int rc = tl_db_checkpoint(tl_srv->db, dest, NULL, NULL);
     if (rc < 0) {
         const char *why = tl_last_error()[0] ? tl_last_error() : tl_strerror(rc);
@@ -266,7 +266,7 @@ static void tally_checkpoint(struct tl_client *c, struct tl_args *a)
         return;
     }
     tl_log(TL_LOG_NOTICE, "Checkpoint written to %s in %.3f seconds", dest,
-           (double)(tl_now_ms() - t0) / 1000.0);
+           (double)(tl_clock_ms() - t0) / 1000.0);
     tl_reply_ok(c);
 }
 

@@ -41,11 +41,11 @@ static struct tl_server server;
 static int shutdown_fd = -1;
 static volatile sig_atomic_t signal_received;
 
-int64_t tl_now_ms(void)
+/* The engine's clock: the command's time on network threads, the clock elsewhere. */
+static int64_t engine_clock(void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    (void)arg;
+    return tl_now_ms();
 }
 
 void tl_server_request_shutdown(void)
@@ -228,6 +228,7 @@ static int open_engine(struct tl_server *s)
     struct tl_options o;
     tl_options_init(&o);
     o.fsync = s->cfg.fsync;
+    o.clock_ms = engine_clock;
     o.memtable_bytes = (size_t)s->cfg.memtable_bytes;
     o.block_cache_bytes = (size_t)s->cfg.block_cache_bytes;
     o.compression = (enum tl_compression)s->cfg.compression;

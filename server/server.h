@@ -474,7 +474,14 @@ struct tl_server {
 
 extern struct tl_server *tl_srv;
 
+/* Unix time in ms. While a thread runs a command, the time the command started: one command
+ * sees one time (as in Redis, a key cannot expire half way through it), and the clock is read
+ * once per command rather than at every step. */
 int64_t tl_now_ms(void);
+/* Sets the calling thread's command time (unix microseconds; 0: none, the clock is read). */
+void tl_command_time_set(int64_t us);
+/* Unix time in ms from the clock, always: for timing something a command does. */
+int64_t tl_clock_ms(void);
 
 /* Asks the main thread to stop the server as SIGTERM does (SHUTDOWN); returns at once and may
  * be called from any thread (main.c). */

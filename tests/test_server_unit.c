@@ -35,13 +35,6 @@ static int shutdown_requests;
 static struct tl_client *killed[MAX_CLIENTS];
 static int n_killed;
 
-int64_t tl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void tl_client_register(struct tl_client *c)
 {
     pthread_mutex_lock(&server.clients_lock);
@@ -71,6 +64,11 @@ void tl_server_request_shutdown(void)
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
         exit(1);                                                                                   \
+    } while (0)
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FAIL("CHECK failed: %s", #cond);                                                       \
     } while (0)
 
 static void server_init(void)
@@ -675,6 +673,22 @@ static void test_keyspace(void)
         FAIL("an internal key was given a database");
 }
 
+/* A command sees the time it started at; outside commands, and for timing, the clock. */
+static void test_command_time(struct tl_client *c)
+{
+    int64_t before = tl_clock_ms();
+    CHECK(tl_now_ms() >= before);
+    tl_command_time_set(INT64_C(1000000000123456)); /* 2001-09-09, in microseconds */
+    CHECK(tl_now_ms() == INT64_C(1000000000123));
+    CHECK(tl_clock_ms() >= before);
+    tl_command_time_set(0);
+    CHECK(tl_now_ms() >= before && tl_now_ms() < before + 60000);
+    /* Dispatch sets it for the command and clears it after. */
+    tl_command_time_set(INT64_C(1000000000123456));
+    expect_contains(c, "TIME", "*2\r\n$10\r\n", true);
+    CHECK(tl_now_ms() >= before && tl_now_ms() < before + 60000);
+}
+
 int main(void)
 {
     test_keyspace();
@@ -687,6 +701,7 @@ int main(void)
     test_info(c);
     test_config(c);
     test_command(c);
+    test_command_time(c);
     test_slowlog_shutdown(c);
     printf("test_server_unit: ok\n");
     return 0;
