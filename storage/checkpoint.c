@@ -23,6 +23,11 @@
 
 int tl_db_live_files(tl_db *db, char ***paths, size_t *count)
 {
+    /* Every record appended so far is written first: its segment then exists, and a copy of the
+     * list holds every write acknowledged before the call. */
+    int rc = tl_wal_wait(db->wal, tl_wal_next_seq(db->wal) - 1, TL_WAIT_WRITTEN);
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&db->mutex);
     struct tl_version *v = db->current;
     uint64_t last_wal = v->active->wal_number;
@@ -31,7 +36,6 @@ int tl_db_live_files(tl_db *db, char ***paths, size_t *count)
         n += v->n_files[l];
     char **p = calloc(n ? n : 1, sizeof *p);
     size_t k = 0;
-    int rc = 0;
     if (!p) {
         rc = tl_error(-ENOMEM, "out of memory listing files");
         goto out;

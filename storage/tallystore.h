@@ -246,8 +246,9 @@ int tl_db_compact_level(tl_db *db, int level, const void *begin, size_t blen, co
 int tl_db_checkpoint(tl_db *db, const char *dest, tl_progress_fn progress, void *arg);
 
 /* The live SSTables and the WAL segments not yet flushed, as names relative to the directory
- * (all immutable, or appended to only). They are not deleted until tl_db_release_files(), so a
- * backup tool may copy them while the database runs. Free with tl_db_free_file_list(). */
+ * (all immutable, or appended to only). Every write made before the call is in them (the WAL is
+ * written first). They are not deleted until tl_db_release_files(), so a backup tool may copy
+ * them while the database runs. Free with tl_db_free_file_list(). */
 int tl_db_live_files(tl_db *db, char ***paths, size_t *count);
 void tl_db_free_file_list(char **paths, size_t count);
 void tl_db_release_files(tl_db *db);
