@@ -416,21 +416,20 @@ int64_t tl_now_ms(void)
     return command_time_us ? command_time_us / 1000 : tl_clock_ms();
 }
 
-int64_t tl_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- the slow log -------------------------------------------------------------------------- */
-
+/* Unix time in microseconds from the clock: commands' start times and the slow log. */
 static int64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+int64_t tl_clock_ms(void)
+{
+    return now_us() / 1000;
+}
+
+/* ---- the slow log -------------------------------------------------------------------------- */
 
 /* Copies the arguments as SLOWLOG GET shows them into e (one allocation at e->argv). */
 static int slowlog_fill(struct tl_slowlog_entry *e, const struct tl_args *a)

@@ -247,7 +247,7 @@ static bool take_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return n != 0;
 }
 
-/* Encodes a head; with_live: a counter series' version 2 head with its buckets. */
+/* Whether two policies have the same resolutions and retentions. */
 static bool same_policy(const struct tl_window_policy *a, const struct tl_window_policy *b)
 {
     if (a->n != b->n)

@@ -66,8 +66,10 @@ struct tl_cell {
     uint8_t key[]; /* the hash is not kept: the slot word holds its high half */
 };
 
-/* Byte values this long or shorter may be rewritten in place (a multiple of 8, less 4). */
-#define TL_CELL_INPLACE_MAX 124
+/* Byte values this long or shorter may be rewritten in place (a multiple of 8, less 4), and
+ * the arena words they span with their length. */
+#define TL_CELL_INPLACE_MAX   124
+#define TL_CELL_INPLACE_WORDS ((4 + TL_CELL_INPLACE_MAX) / 8)
 
 /* A consistent copy of a cell's value fields. bytes points into copy (a value of at most
  * TL_CELL_INPLACE_MAX bytes: keep the snapshot while using them) or into the arena. */
@@ -80,7 +82,7 @@ struct tl_cell_snap {
     int64_t expire_ms;
     const uint8_t *bytes;
     uint32_t len;
-    uint64_t copy[(4 + TL_CELL_INPLACE_MAX) / 8]; /* [u32 length][bytes] as in the arena */
+    uint64_t copy[TL_CELL_INPLACE_WORDS]; /* [u32 length][bytes] as in the arena */
 };
 
 /* A cell that a blind merge (tl_db_merge_expire) inserted ahead of its WAL record: MERGE and

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "server.h"
+#include "testutil.h"
 
 #define MAX_REPLY_DEPTH 16
 #define MAX_CLIENTS     4
@@ -64,11 +65,6 @@ void tl_server_request_shutdown(void)
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
         exit(1);                                                                                   \
-    } while (0)
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            FAIL("CHECK failed: %s", #cond);                                                       \
     } while (0)
 
 static void server_init(void)
