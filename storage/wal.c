@@ -36,17 +36,6 @@
  * crash never leaves a torn segment that is not the last), closes it, and only then creates the
  * new segment. A buffer holds at most one marker: a second roll waits for the buffer swap.
  *
- * Zeros ahead, under ALWAYS. An fdatasync after appending to a file must also commit the file's
- * new size and blocks to the file system's journal; after overwriting blocks that are already
- * written and inside the size it writes the data and flushes the device only. So under ALWAYS
- * the committer writes zeros TL_WAL_ZERO_BYTES at a time ahead of the records (zero_ahead, a
- * plain write that the record's own fdatasync makes durable with it), and the records overwrite
- * them. On the benchmark machine's ext4 a 2 KiB write and fdatasync took about 95 us over zeros
- * against about 150 us appended. Replay already reads zeros after the last record as a torn
- * tail and cuts them; a segment that is finished (at a roll, or at close) is cut back to its
- * records and fsynced first (trim_zeros), so only the last segment can end in zeros. The zeros
- * are written through the same I/O seam as records: a failure breaks the WAL like any write.
- *
  * Segment creation. The file is created with O_CREAT | O_EXCL. If it exists and is empty (what
  * recovery leaves of a segment whose header was torn) it is reused; if it holds data the open
  * fails with EEXIST rather than overwrite records. The header is written and synced, and the
@@ -180,7 +169,6 @@ struct tl_wal {
     int fd; /* -1 between a roll's closing of the old segment and creating the new one */
     uint64_t seg_off;
     uint64_t synced_off; /* the segment is durable up to here */
-    uint64_t zeroed_off; /* ALWAYS: records or written zeros fill the segment up to here */
     uint8_t *unsynced;   /* a copy of the segment's bytes [synced_off, seg_off) */
     size_t unsynced_len, unsynced_cap;
     char seg_path[WAL_PATH_BYTES];
@@ -318,44 +306,6 @@ static void mark_synced(struct tl_wal *w)
     }
 }
 
-/* Under ALWAYS, writes zeros from zeroed_off until the segment holds records or zeros up to
- * end, a whole TL_WAL_ZERO_BYTES at a time. Not synced here: the next record's fdatasync covers
- * them. */
-static int zero_ahead(struct tl_wal *w, uint64_t end)
-{
-    /* Never written: in .bss, its pages are the kernel's shared zero page until touched. */
-    static uint8_t zeros[TL_WAL_ZERO_BYTES];
-    while (w->mode == TL_FSYNC_ALWAYS && w->zeroed_off < end) {
-        int rc = tl_io_pwrite(w->fd, zeros, sizeof zeros, w->zeroed_off, false);
-        if (rc < 0)
-            return tl_error(rc,
-                            "%s: writing zeros ahead of the records at offset %" PRIu64
-                            " failed: %s; WAL writes are refused until the segment can be "
-                            "written again (check the disk: space, I/O errors)",
-                            w->seg_path, w->zeroed_off, strerror(-rc));
-        w->zeroed_off += sizeof zeros;
-    }
-    return 0;
-}
-
-/* A finished segment ends at its last record: cuts the zeros after it (zero_ahead) and makes the
- * new size durable, so that only the last segment can end in zeros. */
-static int trim_zeros(struct tl_wal *w)
-{
-    if (w->zeroed_off <= w->seg_off)
-        return 0;
-    if (ftruncate(w->fd, (off_t)w->seg_off) < 0)
-        return tl_error(-errno,
-                        "%s: cannot cut the zeros after the last record at offset %" PRIu64 ": %s",
-                        w->seg_path, w->seg_off, strerror(errno));
-    int rc = tl_io_fsync(w->fd);
-    if (rc < 0)
-        return tl_error(rc, "%s: fsync after cutting the zeros at offset %" PRIu64 " failed: %s",
-                        w->seg_path, w->seg_off, strerror(-rc));
-    w->zeroed_off = w->seg_off;
-    return 0;
-}
-
 /* Writes [p, p + n) at the end of the current segment, followed by an fdatasync if sync. With
  * n == 0 and sync, syncs what earlier writes left unsynced. Bytes written without a sync are
  * kept in the unsynced copy, for a repair. On failure nothing moves: seg_off, synced_off and
@@ -377,8 +327,6 @@ static int write_part(struct tl_wal *w, uint8_t *p, size_t n, bool sync)
         fill_crcs(p, n);
         if (!sync && (w->unsynced_len + n > TL_WAL_UNSYNCED_MAX_BYTES || !unsynced_reserve(w, n)))
             sync = true; /* the copy is full: make it unnecessary */
-        if ((rc = zero_ahead(w, w->seg_off + n)) < 0)
-            return rc;
         rc = tl_io_pwrite(w->fd, p, n, w->seg_off, sync);
         if (rc < 0)
             return tl_error(rc,
@@ -425,7 +373,7 @@ static int wal_repair(struct tl_wal *w)
     if (rc < 0)
         return tl_error(rc, "%s: repair: fsync after rewriting up to offset %" PRIu64 " failed: %s",
                         w->seg_path, end, strerror(-rc));
-    w->seg_off = w->zeroed_off = end;
+    w->seg_off = end;
     mark_synced(w);
     atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
     return 0;
@@ -443,8 +391,6 @@ static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync, b
             if (rc < 0)
                 return rc;
             b->done = b->roll_off;
-            if ((rc = trim_zeros(w)) < 0)
-                return rc;
             publish(w, b->roll_seq, true);
             close(w->fd);
             w->fd = -1;
@@ -452,7 +398,7 @@ static int commit_buffer(struct tl_wal *w, struct wal_buf *b, bool force_sync, b
         rc = segment_create(w->dir, b->roll_number, w->seg_path, sizeof w->seg_path, &w->fd);
         if (rc < 0)
             return rc;
-        w->seg_off = w->zeroed_off = TL_WAL_HEADER_BYTES;
+        w->seg_off = TL_WAL_HEADER_BYTES;
         mark_synced(w);
         b->has_roll = false;
     }
@@ -711,7 +657,7 @@ int tl_wal_open(const char *dir, uint64_t number, uint64_t next_seq, enum tl_fsy
     rc = segment_create(dir, number, w->seg_path, sizeof w->seg_path, &w->fd);
     if (rc < 0)
         goto fail_sync;
-    w->seg_off = w->synced_off = w->zeroed_off = TL_WAL_HEADER_BYTES;
+    w->seg_off = w->synced_off = TL_WAL_HEADER_BYTES;
     clock_gettime(CLOCK_MONOTONIC, &w->last_sync);
 
     rc = pthread_create(&w->thread, NULL, commit_main, w);
@@ -965,11 +911,6 @@ int tl_wal_close(struct tl_wal *w)
                       "%s: the WAL could not be repaired before closing (%s): records after "
                       "sequence number %" PRIu64 " were not written",
                       w->dir, w->broken_msg, atomic_load(&w->written_seq));
-    if (w->fd >= 0 && !w->broken) {
-        int trc = trim_zeros(w);
-        if (rc == 0)
-            rc = trc;
-    }
     if (w->fd >= 0)
         close(w->fd);
     pthread_mutex_destroy(&w->mu);

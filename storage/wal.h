@@ -41,8 +41,6 @@
  * of them was appended, or at once when this many bytes are waiting. */
 #define TL_WAL_WRITE_DELAY_US 1000
 #define TL_WAL_EAGER_BYTES    (256u << 10)
-/* always: a segment is filled with written zeros this far ahead of its records (wal.c). */
-#define TL_WAL_ZERO_BYTES (1u << 20)
 /* everysec: the interval between syncs. */
 #define TL_WAL_SYNC_INTERVAL_MS 1000
 /* After a failed write or sync, repairs are tried this often, the delay doubling from the

@@ -1,7 +1,7 @@
 /*
  * test_wal.c - the write-ahead log: concurrent appends under each fsync mode replayed exactly,
  * group commit, tl_wal_wait, rolling across segments, torn tails cut, corruption reported with
- * file and offset, a failed write stopping the WAL, and zeros written ahead under ALWAYS.
+ * file and offset, and a failed write stopping the WAL.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -795,114 +795,6 @@ static void test_write_error_breaks_until_repaired(void)
     free(dir);
 }
 
-/* ---- Zeros ahead of the records under ALWAYS ---- */
-
-/* Copies src to dst (a kill -9 image of a segment that is still open). */
-static void copy_file(const char *src, const char *dst)
-{
-    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
-    CHECK(in && out);
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        CHECK(fwrite(buf, 1, n, out) == n);
-    fclose(in);
-    CHECK(fclose(out) == 0);
-}
-
-static int tally_fn(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
-                    const struct tl_record *r)
-{
-    uint64_t *n = arg;
-    (void)seq;
-    CHECK(klen == 4 && memcmp(key, "zkey", 4) == 0 && r->kind == TL_KIND_PUT_BYTES);
-    (*n)++;
-    return 0;
-}
-
-/* Appends n records with values of vlen bytes, each waited for (durable). */
-static void append_durable(struct tl_wal *w, int n, size_t vlen, uint64_t *seq)
-{
-    static uint8_t val[8192];
-    CHECK(vlen <= sizeof val);
-    for (int i = 0; i < n; i++) {
-        memset(val, 'a' + i % 26, vlen);
-        struct tl_record r = {.kind = TL_KIND_PUT_BYTES, .bytes = val, .len = vlen};
-        CHECK_OK(tl_wal_append(w, "zkey", 4, &r, seq));
-        CHECK_OK(tl_wal_wait(w, *seq, TL_WAIT_DURABLE));
-    }
-}
-
-/*
- * Under ALWAYS the open segment holds written zeros, a whole TL_WAL_ZERO_BYTES at a time, past
- * its last record; an image taken while it is open (a crash) replays every record and cuts the
- * zeros; a roll and a close leave the finished segment ending at its last record. Under
- * EVERYSEC nothing is written ahead.
- */
-static void test_zeros_ahead(void)
-{
-    char *dir = test_tmpdir("wal-zeros");
-    char *crash = test_tmpdir("wal-zeros-crash");
-    char path[4200], copy[4200];
-    struct tl_wal *w;
-    uint64_t seq, bytes, n, last = 0;
-
-    CHECK_OK(tl_wal_open(dir, 1, 1, TL_FSYNC_ALWAYS, &w));
-    append_durable(w, 100, 100, &seq);
-    tl_wal_stats(w, &bytes, NULL);
-    tl_wal_path(path, sizeof path, dir, 1);
-    CHECK(bytes < TL_WAL_ZERO_BYTES);
-    CHECK_EQ_INT(file_size(path), TL_WAL_HEADER_BYTES + TL_WAL_ZERO_BYTES);
-
-    /* Past the first MiB of zeros: another is written ahead. */
-    append_durable(w, 200, 8000, &seq);
-    tl_wal_stats(w, &bytes, NULL);
-    CHECK(bytes > TL_WAL_ZERO_BYTES && bytes < 2 * TL_WAL_ZERO_BYTES);
-    CHECK_EQ_INT(file_size(path), TL_WAL_HEADER_BYTES + 2 * TL_WAL_ZERO_BYTES);
-
-    /* A crash image: every record is there, the zeros are cut as a torn tail. */
-    tl_wal_path(copy, sizeof copy, crash, 1);
-    copy_file(path, copy);
-    n = 0;
-    CHECK_OK(tl_wal_replay(copy, true, tally_fn, &n, &last));
-    CHECK_EQ_INT(n, 300);
-    CHECK_EQ_INT(last, 300);
-    CHECK_EQ_INT(file_size(copy), TL_WAL_HEADER_BYTES + bytes);
-
-    /* A roll leaves the old segment at its last record; it replays as a middle segment. */
-    CHECK_OK(tl_wal_roll(w, 2));
-    append_durable(w, 10, 100, &seq);
-    CHECK_EQ_INT(file_size(path), TL_WAL_HEADER_BYTES + bytes);
-    n = 0;
-    CHECK_OK(tl_wal_replay(path, false, tally_fn, &n, &last));
-    CHECK_EQ_INT(n, 300);
-    tl_wal_path(path, sizeof path, dir, 2);
-    CHECK_EQ_INT(file_size(path), TL_WAL_HEADER_BYTES + TL_WAL_ZERO_BYTES);
-
-    /* So does a close. */
-    CHECK_OK(tl_wal_close(w));
-    CHECK(file_size(path) < TL_WAL_HEADER_BYTES + 10 * 200);
-    n = 0;
-    CHECK_OK(tl_wal_replay(path, false, tally_fn, &n, &last));
-    CHECK_EQ_INT(n, 10);
-    CHECK_EQ_INT(last, 310);
-
-    /* Under EVERYSEC the segment grows with its records only. */
-    CHECK_OK(tl_wal_open(dir, 3, 311, TL_FSYNC_EVERYSEC, &w));
-    for (int i = 0; i < 10; i++)
-        append_int(w, "k", i, &seq);
-    CHECK_OK(tl_wal_wait(w, seq, TL_WAIT_WRITTEN));
-    tl_wal_stats(w, &bytes, NULL);
-    tl_wal_path(path, sizeof path, dir, 3);
-    CHECK_EQ_INT(file_size(path), TL_WAL_HEADER_BYTES + bytes);
-    CHECK_OK(tl_wal_close(w));
-
-    test_rmdir(crash);
-    free(crash);
-    test_rmdir(dir);
-    free(dir);
-}
-
 int main(void)
 {
     test_require_uring();
@@ -913,7 +805,6 @@ int main(void)
     test_large_records();
     test_write_error_breaks_until_repaired();
     test_roll_across_segments();
-    test_zeros_ahead();
     test_concurrent_appends_replay_exactly(TL_FSYNC_NO);
     test_concurrent_appends_replay_exactly(TL_FSYNC_EVERYSEC);
     test_concurrent_appends_replay_exactly(TL_FSYNC_ALWAYS);
