@@ -152,6 +152,9 @@ size_t tl_memtable_bytes_used(const struct tl_memtable *m);
 
 /* Sorts the cells of a frozen table by key into m->sorted. */
 int tl_memtable_sort(struct tl_memtable *m);
+/* The same with the quicksort's depth bound given: past it the sort is a heapsort (0: at once).
+ * For tests of both paths; tl_memtable_sort uses 2 log2(n) + 2. */
+int tl_memtable_sort_depth(struct tl_memtable *m, int depth);
 /* The (at most max) smallest keys after (key, klen) - or at/after it with inclusive - in key
  * order, from a table that may be changing; returns how many were stored in out. */
 size_t tl_memtable_collect(struct tl_memtable *m, const void *key, size_t klen, bool inclusive,

@@ -118,6 +118,18 @@ static void *insert_worker(void *arg)
     return NULL;
 }
 
+/* Sorted order of m->sorted: strictly increasing keys, n of them. */
+static void check_sorted(const struct tl_memtable *m, size_t n)
+{
+    CHECK_EQ_INT(m->n_sorted, n);
+    for (size_t i = 1; i < m->n_sorted; i++) {
+        struct tl_cell *a = m->sorted[i - 1], *b = m->sorted[i];
+        size_t k = a->klen < b->klen ? a->klen : b->klen;
+        int c = memcmp(a->key, b->key, k);
+        CHECK(c < 0 || (c == 0 && a->klen < b->klen));
+    }
+}
+
 static void test_concurrent_insert(void)
 {
     struct tl_memtable *m = tl_memtable_new(64 << 20);
@@ -135,13 +147,7 @@ static void test_concurrent_insert(void)
     CHECK_EQ_INT(shared, SHARED_KEYS); /* each shared key claimed by exactly one thread */
     CHECK_EQ_INT(atomic_load(&m->entries), THREADS * KEYS_PER_THREAD + SHARED_KEYS);
     CHECK_OK(tl_memtable_sort(m));
-    CHECK_EQ_INT(m->n_sorted, THREADS * KEYS_PER_THREAD + SHARED_KEYS);
-    for (size_t i = 1; i < m->n_sorted; i++) {
-        struct tl_cell *a = m->sorted[i - 1], *b = m->sorted[i];
-        size_t n = a->klen < b->klen ? a->klen : b->klen;
-        int c = memcmp(a->key, b->key, n);
-        CHECK(c < 0 || (c == 0 && a->klen < b->klen));
-    }
+    check_sorted(m, THREADS * KEYS_PER_THREAD + SHARED_KEYS);
     tl_memtable_free(m);
 }
 
@@ -306,11 +312,52 @@ static void test_collect(void)
     tl_memtable_free(m);
 }
 
+/*
+ * The flush's sort: keys that differ only past their first 16 bytes (the sort's cached words
+ * tie), keys that are prefixes of one another, short keys, and the heapsort that bounds the
+ * quicksort (depth 0: heapsort at once; depth 1: one partition, then heapsort).
+ */
+static void test_sort(void)
+{
+    enum { N = 20000 };
+    for (int depth = -1; depth <= 1; depth++) {
+        struct tl_memtable *m = tl_memtable_new(16 << 20);
+        char key[64];
+        size_t n = 0;
+        for (int i = 0; i < N; i++) {
+            int len;
+            switch (i % 4) {
+            case 0: /* shared 20-byte prefix, then digits */
+                len = snprintf(key, sizeof key, "window:series:prefix%07d", i);
+                break;
+            case 1: /* short */
+                len = snprintf(key, sizeof key, "%x", i);
+                break;
+            case 2: /* a run of one letter: each a prefix of the next */
+                len = snprintf(key, sizeof key, "%.*s", 1 + i / 4 % 48,
+                               "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz");
+                break;
+            default: /* differ in byte 16 only */
+                len = snprintf(key, sizeof key, "0123456789abcdef%c%05d", 'a' + i % 26, i);
+            }
+            struct tl_cell_snap st = {.state = TL_CELL_INT, .ival = i};
+            bool inserted;
+            CHECK(tl_memtable_insert(m, key, (size_t)len, tl_hash64(key, (size_t)len), &st,
+                                     &inserted));
+            n += inserted;
+        }
+        CHECK_OK(depth < 0 ? tl_memtable_sort(m) : tl_memtable_sort_depth(m, depth));
+        check_sorted(m, n);
+        tl_memtable_free(m);
+    }
+}
+
 int main(void)
 {
     test_basic();
     test_full();
     test_concurrent_insert();
+    test_sort();
     test_seqlock();
     test_inplace();
     test_collect();
