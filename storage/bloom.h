@@ -1,10 +1,13 @@
 /*
  * bloom.h - the Bloom filter of an SSTable: one filter for the whole file, about
- * bits_per_key bits a key, probed with double hashing from the key's tl_hash64.
+ * bits_per_key bits a key, probed from the key's tl_hash64.
  *
- * Filter bytes: the bit array (a whole number of bytes, at least 64 bits), then one byte with
- * the number of probes k. A filter whose k is over 30 is treated as "may contain" for every
- * key, so that a future format with other probes is read safely.
+ * Filter bytes, format 2 (written since 2026-11): blocks of 64 bytes, a key's k bits all in one
+ * of them (bloom.c says how they are chosen), then one byte: 0x80 | k. Format 1 (written
+ * before, still read): a bit array of whole bytes (at least 64 bits) probed by double hashing
+ * over all of it, then one byte: k. A filter whose k is 0 or over 30, or a format 2 filter
+ * that is not whole blocks, is treated as "may contain" for every key, so that a future format
+ * is read safely (and format 2 filters are safe in builds that only know format 1).
  */
 #ifndef TL_BLOOM_H
 #define TL_BLOOM_H
