@@ -134,7 +134,9 @@ static void iter_corrupt(struct tl_block_iter *it)
 
 int tl_block_iter_init(struct tl_block_iter *it, const uint8_t *data, size_t size)
 {
-    memset(it, 0, sizeof *it);
+    memset(it, 0, offsetof(struct tl_block_iter, key_inline));
+    it->key = it->key_inline;
+    it->kcap = sizeof it->key_inline;
     it->data = data;
     if (size < BLOCK_COUNT_BYTES) {
         iter_corrupt(it);
@@ -162,9 +164,10 @@ int tl_block_iter_init(struct tl_block_iter *it, const uint8_t *data, size_t siz
 
 void tl_block_iter_free(struct tl_block_iter *it)
 {
-    free(it->key);
-    it->key = NULL;
-    it->kcap = 0;
+    if (it->key != it->key_inline)
+        free(it->key);
+    it->key = it->key_inline;
+    it->kcap = sizeof it->key_inline;
     it->klen = 0;
 }
 
@@ -193,15 +196,18 @@ static bool decode_at(struct tl_block_iter *it, size_t off)
     if (klen > TL_MAX_KEY_BYTES)
         goto corrupt;
     if (klen > it->kcap) {
-        size_t cap = it->kcap ? it->kcap : BLOCK_INITIAL_KEY;
+        size_t cap = it->kcap;
         while (cap < klen)
             cap *= 2;
-        uint8_t *k = realloc(it->key, cap);
+        bool inline_key = it->key == it->key_inline;
+        uint8_t *k = realloc(inline_key ? NULL : it->key, cap);
         if (!k) {
             it->status = -ENOMEM;
             it->cur = it->next = it->size;
             return false;
         }
+        if (inline_key)
+            memcpy(k, it->key_inline, (size_t)shared);
         it->key = k;
         it->kcap = cap;
     }
@@ -239,6 +245,36 @@ static bool seek_restart(struct tl_block_iter *it, uint32_t i)
     return decode_at(it, off);
 }
 
+/* The key of restart i, read where it lies (a restart entry shares no prefix), for the binary
+ * search; false (status set) if the entry is malformed. */
+static bool restart_key(struct tl_block_iter *it, uint32_t i, const uint8_t **key, size_t *klen)
+{
+    size_t off = restart_offset(it, i);
+    if (it->status)
+        return false;
+    const uint8_t *p = it->data + off, *end = it->data + it->size;
+    uint64_t shared, unshared, vlen;
+    size_t n;
+    if (!(n = tl_get_varint(p, end, &shared)) || shared != 0)
+        goto corrupt;
+    p += n;
+    if (!(n = tl_get_varint(p, end, &unshared)))
+        goto corrupt;
+    p += n;
+    if (!(n = tl_get_varint(p, end, &vlen)))
+        goto corrupt;
+    p += n;
+    size_t left = (size_t)(end - p);
+    if (unshared > left || vlen > left - unshared || unshared > TL_MAX_KEY_BYTES)
+        goto corrupt;
+    *key = p;
+    *klen = (size_t)unshared;
+    return true;
+corrupt:
+    iter_corrupt(it);
+    return false;
+}
+
 void tl_block_iter_first(struct tl_block_iter *it)
 {
     if (it->status)
@@ -273,9 +309,11 @@ void tl_block_iter_seek(struct tl_block_iter *it, const void *key, size_t klen)
     uint32_t lo = 0, hi = it->n_restarts - 1;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo + 1) / 2;
-        if (!seek_restart(it, mid))
+        const uint8_t *rk;
+        size_t rlen;
+        if (!restart_key(it, mid, &rk, &rlen))
             return;
-        if (tl_key_cmp(it->key, it->klen, key, klen) < 0)
+        if (tl_key_cmp(rk, rlen, key, klen) < 0)
             lo = mid;
         else
             hi = mid - 1;

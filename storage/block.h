@@ -44,7 +44,11 @@ bool tl_block_empty(const struct tl_block_builder *b);
 /* Appends the restart array; returns the finished contents (valid until reset or free). */
 const uint8_t *tl_block_finish(struct tl_block_builder *b, size_t *len);
 
-/* An iterator over finished contents. It does not copy the block: keep it alive meanwhile. */
+/* Keys up to this long are rebuilt inside the iterator, without an allocation. */
+#define TL_BLOCK_KEY_INLINE 64
+
+/* An iterator over finished contents. It does not copy the block: keep it alive meanwhile.
+ * It points into itself (key_inline): do not copy an initialized iterator. */
 struct tl_block_iter {
     const uint8_t *data;
     size_t size; /* of the entries area */
@@ -52,11 +56,13 @@ struct tl_block_iter {
     const uint8_t *restarts;
     size_t cur;   /* offset of the current entry; size when not valid */
     size_t next;  /* offset of the entry after it */
-    uint8_t *key; /* the current key, rebuilt from the shared prefix */
+    uint8_t *key; /* the current key, rebuilt from the shared prefix: in key_inline, or
+                   * malloc'd once a key is longer */
     size_t klen, kcap;
     const uint8_t *val;
     size_t vlen;
-    int status; /* 0, or TL_ECORRUPT once a malformed entry was met */
+    int status;                              /* 0, or TL_ECORRUPT once a malformed entry was met */
+    uint8_t key_inline[TL_BLOCK_KEY_INLINE]; /* last: init clears what comes before it */
 };
 
 /* Returns 0 or TL_ECORRUPT when the restart array does not fit the contents. */

@@ -230,6 +230,53 @@ static void test_block_prefix_keys_and_binary(void)
     tl_block_builder_free(&b);
 }
 
+/* Keys on both sides of the iterator's inline buffer (TL_BLOCK_KEY_INLINE): lengths 1 to 300
+ * with long shared prefixes, so a key rebuilt from a prefix moves out of the buffer mid-scan
+ * and mid-seek, and a seek after a long key comes back to short ones. */
+static void test_block_long_keys(void)
+{
+    _Static_assert(TL_BLOCK_KEY_INLINE == 64, "the keys below are laid out around 64 bytes");
+    enum { N = 300 };
+    static char keys[N][N + 2];
+    struct tl_block_builder b;
+    tl_block_builder_init(&b, 16);
+    for (int i = 0; i < N; i++) {
+        /* Key i is "k" and i + 1 'x': i + 2 bytes, each a prefix of the next. The first key
+         * past the buffer (i = 63) is not a restart, so it is rebuilt from a shared prefix. */
+        memset(keys[i], 'x', (size_t)i + 2);
+        keys[i][0] = 'k';
+        CHECK_OK(tl_block_add(&b, keys[i], (size_t)i + 2, &i, sizeof i));
+    }
+    size_t len;
+    const uint8_t *d = tl_block_finish(&b, &len);
+    struct tl_block_iter it;
+    CHECK_OK(tl_block_iter_init(&it, d, len));
+    int i = 0;
+    for (tl_block_iter_first(&it); tl_block_iter_valid(&it); tl_block_iter_next(&it), i++) {
+        CHECK_EQ_INT(it.klen, (size_t)i + 2);
+        CHECK(memcmp(it.key, keys[i], it.klen) == 0);
+    }
+    CHECK_EQ_INT(i, N);
+    for (int k = 0; k < N; k += 7) {
+        tl_block_iter_seek(&it, keys[k], (size_t)k + 2);
+        CHECK(tl_block_iter_valid(&it));
+        CHECK_EQ_INT(it.klen, (size_t)k + 2);
+        CHECK(memcmp(it.key, keys[k], it.klen) == 0);
+        int v;
+        memcpy(&v, it.val, sizeof v);
+        CHECK_EQ_INT(v, k);
+    }
+    CHECK_EQ_INT(it.status, 0);
+    tl_block_iter_free(&it);
+    /* Freed, the iterator is back on its buffer; initialized again, it works again. */
+    CHECK(it.key == it.key_inline);
+    CHECK_OK(tl_block_iter_init(&it, d, len));
+    tl_block_iter_seek(&it, keys[N - 1], N + 1);
+    CHECK(tl_block_iter_valid(&it) && it.klen == N + 1);
+    tl_block_iter_free(&it);
+    tl_block_builder_free(&b);
+}
+
 static void test_block_empty(void)
 {
     struct tl_block_builder b;
@@ -350,6 +397,7 @@ int main(void)
     test_block_check_restarts();
     test_block_scan_and_seek();
     test_block_prefix_keys_and_binary();
+    test_block_long_keys();
     test_block_empty();
     test_block_corrupt_contents();
     printf("test_block: ok\n");
