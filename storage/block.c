@@ -171,30 +171,41 @@ void tl_block_iter_free(struct tl_block_iter *it)
     it->klen = 0;
 }
 
+/* The header of the entry at off: its three lengths, and where its unshared key bytes start.
+ * False when they do not fit the entries area, or the key would be longer than any writer
+ * makes (sst_builder.c refuses one; without this bound, keys that each grow the last by a byte
+ * would make the index's copies quadratic in its size). */
+static bool entry_header(const struct tl_block_iter *it, size_t off, uint64_t *shared,
+                         uint64_t *unshared, uint64_t *vlen, const uint8_t **key)
+{
+    const uint8_t *p = it->data + off, *end = it->data + it->size;
+    size_t n;
+    if (!(n = tl_get_varint(p, end, shared)))
+        return false;
+    p += n;
+    if (!(n = tl_get_varint(p, end, unshared)))
+        return false;
+    p += n;
+    if (!(n = tl_get_varint(p, end, vlen)))
+        return false;
+    p += n;
+    size_t left = (size_t)(end - p);
+    if (*unshared > left || *vlen > left - *unshared || *shared > TL_MAX_KEY_BYTES ||
+        *unshared > TL_MAX_KEY_BYTES - *shared)
+        return false;
+    *key = p;
+    return true;
+}
+
 /* Decodes the entry at off, rebuilding the key from the previous one. Returns false (with
  * status set) when the entry is malformed. */
 static bool decode_at(struct tl_block_iter *it, size_t off)
 {
-    const uint8_t *p = it->data + off, *end = it->data + it->size;
     uint64_t shared, unshared, vlen;
-    size_t n;
-    if (!(n = tl_get_varint(p, end, &shared)))
-        goto corrupt;
-    p += n;
-    if (!(n = tl_get_varint(p, end, &unshared)))
-        goto corrupt;
-    p += n;
-    if (!(n = tl_get_varint(p, end, &vlen)))
-        goto corrupt;
-    p += n;
-    size_t left = (size_t)(end - p);
-    if (shared > it->klen || unshared > left || vlen > left - unshared)
+    const uint8_t *p;
+    if (!entry_header(it, off, &shared, &unshared, &vlen, &p) || shared > it->klen)
         goto corrupt;
     size_t klen = (size_t)(shared + unshared);
-    /* No writer makes a longer key (sst_builder.c refuses one); without this bound, keys that
-     * each grow the last by a byte would make the index's copies quadratic in its size. */
-    if (klen > TL_MAX_KEY_BYTES)
-        goto corrupt;
     if (klen > it->kcap) {
         size_t cap = it->kcap;
         while (cap < klen)
@@ -252,27 +263,13 @@ static bool restart_key(struct tl_block_iter *it, uint32_t i, const uint8_t **ke
     size_t off = restart_offset(it, i);
     if (it->status)
         return false;
-    const uint8_t *p = it->data + off, *end = it->data + it->size;
     uint64_t shared, unshared, vlen;
-    size_t n;
-    if (!(n = tl_get_varint(p, end, &shared)) || shared != 0)
-        goto corrupt;
-    p += n;
-    if (!(n = tl_get_varint(p, end, &unshared)))
-        goto corrupt;
-    p += n;
-    if (!(n = tl_get_varint(p, end, &vlen)))
-        goto corrupt;
-    p += n;
-    size_t left = (size_t)(end - p);
-    if (unshared > left || vlen > left - unshared || unshared > TL_MAX_KEY_BYTES)
-        goto corrupt;
-    *key = p;
+    if (!entry_header(it, off, &shared, &unshared, &vlen, key) || shared != 0) {
+        iter_corrupt(it);
+        return false;
+    }
     *klen = (size_t)unshared;
     return true;
-corrupt:
-    iter_corrupt(it);
-    return false;
 }
 
 void tl_block_iter_first(struct tl_block_iter *it)
