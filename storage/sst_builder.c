@@ -104,7 +104,7 @@ static uint32_t block_crc(const uint8_t *data, size_t len, uint8_t type)
     return tl_crc32c_mask(tl_crc32c_extend(tl_crc32c(data, len), &type, 1));
 }
 
-/* Writes out the write buffer; with sync, an fdatasync follows the write. */
+/* Writes out the write buffer; with sync, a linked fdatasync follows the write. */
 static int flush_writes(struct tl_sst_builder *b, bool sync)
 {
     if (b->wlen == 0 && !sync)

@@ -5,16 +5,6 @@
  * pthread key destructor when the thread exits. A call queues its requests (a whole batch at
  * once, up to TL_URING_DEPTH at a time), submits them with one io_uring_submit_and_wait, and
  * reaps every completion before it returns; short transfers are resubmitted for the rest.
- *
- * Syncs are the exception: fdatasync and fsync are system calls made in the calling thread,
- * and so is a write that is synced at once (tl_io_pwrite with sync: the WAL's group commit
- * under fsync always, a manifest edit, a table's last block). io_uring runs every
- * IORING_OP_FSYNC on one of its worker threads, and on file systems without non-blocking
- * buffered writes (ext4 here, see tl_io_probe_writes) the write before it too: two thread hops
- * for a caller that waits for the disk anyway. On the 2-core benchmark machine, with tallyd,
- * its worker threads and redis-benchmark sharing the cores, INCR under fsync always (50
- * clients, 1M keys, unpipelined) went from about 59,000/s with the ring's linked write and
- * fsync to about 68,000/s with the system calls (medians of 5 alternating runs).
  */
 #include "uring_io.h"
 
@@ -251,48 +241,66 @@ int64_t tl_io_pread(int fd, void *buf, size_t len, uint64_t off)
     return rc < 0 ? rc : r.res;
 }
 
-/* An fdatasync (datasync) or a full fsync of fd, as a system call in the calling thread (see
- * the top of the file); with faults, the test build's rule for fd's file may fail it first. */
-static int sync_file(int fd, bool datasync, bool faults)
+/* Runs one request or a linked pair and returns the first failure. */
+static int submit_and_reap(struct io_uring *ring, unsigned count)
 {
-    const char *what = datasync ? "fdatasync" : "fsync";
+    int rc = io_uring_submit_and_wait(ring, count);
+    if (rc < 0)
+        return tl_error(rc, "io_uring_submit_and_wait: %s", strerror(-rc));
+    int written = 0, err = 0, cancelled = 0;
+    for (unsigned k = 0; k < count; k++) {
+        struct io_uring_cqe *cqe;
+        rc = io_uring_wait_cqe(ring, &cqe);
+        if (rc < 0)
+            return tl_error(rc, "io_uring_wait_cqe: %s", strerror(-rc));
+        int res = cqe->res;
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+        io_uring_cqe_seen(ring, cqe);
+        /* tag 0: the write (res = bytes written); tag 1: the fsync (res = 0). A fsync cancelled
+         * because its linked write was short is not an error of its own. */
+        if (res == -ECANCELED && tag == 1)
+            cancelled = 1;
+        else if (res < 0 && !err)
+            err = res;
+        else if (tag == 0 && res >= 0)
+            written = res;
+    }
+    if (err)
+        return err;
+    return cancelled && written == 0 ? -ECANCELED : written;
+}
+
+/* An fdatasync (IORING_FSYNC_DATASYNC) or a full fsync (0) of fd; with faults, the test
+ * build's rule for fd's file may fail it first. */
+static int sync_file(int fd, unsigned flags, bool faults, const char *what)
+{
     int rc = faults ? tl_fault_sync(fd) : 0;
     if (rc < 0)
         return tl_error(rc, "%s failed: %s", what, strerror(-rc));
-    while ((datasync ? fdatasync(fd) : fsync(fd)) < 0) {
-        if (errno != EINTR)
-            return tl_error(-errno, "%s failed: %s", what, strerror(errno));
-    }
+    struct io_uring *ring = tl_uring_thread();
+    if (!ring)
+        return TL_ENOURING;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_fsync(sqe, fd, flags);
+    io_uring_sqe_set_data64(sqe, 1);
+    rc = submit_and_reap(ring, 1);
+    if (rc < 0)
+        return tl_error(rc, "%s failed: %s", what, strerror(-rc));
     return 0;
 }
 
 int tl_io_fdatasync(int fd)
 {
-    return sync_file(fd, true, true);
+    return sync_file(fd, IORING_FSYNC_DATASYNC, true, "fdatasync");
 }
 
 int tl_io_fsync(int fd)
 {
-    return sync_file(fd, false, true);
+    return sync_file(fd, 0, true, "fsync");
 }
 
-/* Writes all of [p, p + len) at off with pwrite(2), for a write that is synced at once. */
-static int pwrite_now(int fd, const char *p, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EIO; /* no progress */
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
+static int pwrite_all(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
+                      bool sync);
 
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
 {
@@ -302,24 +310,52 @@ int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
     if (rc < 0)
         return tl_error(rc, "write of %zu bytes at offset %llu failed: %s", len,
                         (unsigned long long)off, strerror(-rc));
-    if (!sync) {
-        struct tl_io_req r = {.fd = fd, .buf = (void *)buf, .len = len, .off = off};
-        rc = run_batch(IO_WRITE, &r, 1);
-        if (rc == 0 && (size_t)r.res != len)
-            rc = -EIO; /* no progress */
-        if (rc < 0)
-            return tl_error(rc, "write of %zu bytes at offset %llu failed: %s", len,
-                            (unsigned long long)off, strerror(-rc));
-        return 0;
+    int sync_fault = sync ? tl_fault_sync(fd) : 0;
+    struct io_uring *ring = tl_uring_thread();
+    if (!ring)
+        return TL_ENOURING;
+    rc = pwrite_all(ring, fd, buf, len, off, sync && !sync_fault);
+    if (rc == 0 && sync_fault)
+        rc = tl_error(sync_fault, "fdatasync after a write of %zu bytes at offset %llu failed: %s",
+                      len, (unsigned long long)off, strerror(-sync_fault));
+    return rc;
+}
+
+static int pwrite_all(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
+                      bool sync)
+{
+    const char *p = buf;
+    while (len > 0) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        io_uring_prep_write(sqe, fd, p, (unsigned)(len > (1u << 30) ? (1u << 30) : len), off);
+        write_flags(sqe);
+        io_uring_sqe_set_data64(sqe, 0);
+        unsigned count = 1;
+        if (sync) {
+            /* The fsync runs only if the write completes in full; a short write breaks the
+             * link and the fsync is cancelled, then retried below with the rest. */
+            sqe->flags |= IOSQE_IO_LINK;
+            struct io_uring_sqe *fs = io_uring_get_sqe(ring);
+            io_uring_prep_fsync(fs, fd, IORING_FSYNC_DATASYNC);
+            io_uring_sqe_set_data64(fs, 1);
+            count = 2;
+        }
+        int res = submit_and_reap(ring, count);
+        if (res == -ECANCELED)
+            res = 0; /* the fsync was cancelled by a short write: go round again */
+        if (res < 0)
+            return tl_error(res, "write of %zu bytes at offset %llu failed: %s", len,
+                            (unsigned long long)off, strerror(-res));
+        if (res == 0)
+            return tl_error(-EIO, "write at offset %llu made no progress", (unsigned long long)off);
+        if ((size_t)res == len)
+            return 0;
+        p += res;
+        off += (uint64_t)res;
+        len -= (size_t)res;
     }
-    rc = pwrite_now(fd, buf, len, off);
-    if (rc == 0 && (rc = sync_file(fd, true, true)) < 0)
-        return tl_error(rc, "fdatasync after a write of %zu bytes at offset %llu failed: %s", len,
-                        (unsigned long long)off, strerror(-rc));
-    if (rc < 0)
-        return tl_error(rc, "write of %zu bytes at offset %llu failed: %s", len,
-                        (unsigned long long)off, strerror(-rc));
-    return 0;
+    /* tl_io_pwrite consulted the sync fault already. */
+    return sync ? sync_file(fd, IORING_FSYNC_DATASYNC, false, "fdatasync") : 0;
 }
 
 int tl_io_sync_dir(const char *dir)
@@ -327,9 +363,18 @@ int tl_io_sync_dir(const char *dir)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return tl_error(-errno, "cannot open directory %s to sync it: %s", dir, strerror(errno));
-    int rc = sync_file(fd, false, false);
-    if (rc < 0)
-        rc = tl_error(rc, "cannot sync directory %s: %s", dir, strerror(-rc));
+    struct io_uring *ring = tl_uring_thread();
+    int rc;
+    if (!ring) {
+        rc = TL_ENOURING;
+    } else {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        io_uring_prep_fsync(sqe, fd, 0);
+        io_uring_sqe_set_data64(sqe, 1);
+        rc = submit_and_reap(ring, 1);
+        if (rc < 0)
+            rc = tl_error(rc, "cannot sync directory %s: %s", dir, strerror(-rc));
+    }
     close(fd);
     return rc;
 }

@@ -4,7 +4,7 @@
  * Each thread that does disk I/O owns a ring: tl_uring_thread() creates the calling thread's
  * ring on first use (destroyed when the thread exits). The functions below submit through it
  * and wait for their completions, retrying short reads and writes. Errors are negated errnos.
- * Opening, renaming and unlinking files, and syncs, use the ordinary system calls.
+ * Opening, renaming and unlinking files use the ordinary system calls.
  */
 #ifndef TL_URING_IO_H
 #define TL_URING_IO_H
@@ -27,8 +27,7 @@ struct io_uring *tl_uring_thread(void);
 
 /* Reads up to len bytes at off; returns the number read (less than len only at end of file). */
 int64_t tl_io_pread(int fd, void *buf, size_t len, uint64_t off);
-/* Writes all of buf at off through the ring; with sync, with pwrite(2) and then fdatasync(2) in
- * the calling thread (uring_io.c says why). */
+/* Writes all of buf at off. With sync, a linked fdatasync follows in the same submission. */
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync);
 int tl_io_fdatasync(int fd);
 /* A full fsync: also the file's size after an ftruncate that shrank it. */

@@ -14,7 +14,7 @@
  * writes for itself, so a stream of appends costs no futex wake per record.
  *
  * Group commit. The commit thread loops: wait for work, swap buffers, write the whole buffer at
- * the segment's end with one tl_io_pwrite. Under TL_FSYNC_ALWAYS the write is followed by an
+ * the segment's end with one tl_io_pwrite. Under TL_FSYNC_ALWAYS the write carries a linked
  * fdatasync, so one write and one sync serve every record that arrived while the previous write
  * was in flight. Under TL_FSYNC_EVERYSEC the write carries the sync when TL_WAL_SYNC_INTERVAL_MS
  * has passed since the last one; when appends stop, the thread wakes on a timer to sync what is
@@ -306,7 +306,7 @@ static void mark_synced(struct tl_wal *w)
     }
 }
 
-/* Writes [p, p + n) at the end of the current segment, followed by an fdatasync if sync. With
+/* Writes [p, p + n) at the end of the current segment, with a linked fdatasync if sync. With
  * n == 0 and sync, syncs what earlier writes left unsynced. Bytes written without a sync are
  * kept in the unsynced copy, for a repair. On failure nothing moves: seg_off, synced_off and
  * the copy still describe the segment as it was before the call. The synced_seq read here is
