@@ -195,7 +195,7 @@ report() {
         }
         {
             rss[$1, $2] = $3; disk[$1, $2] = $5; wamp[$1, $2] = $6; load[$1, $2] = $7
-            sst[$1, $2] = $8
+            sst[$1, $2] = $8; peak[$1, $2] = (NF >= 9 ? $9 : "")
         }
         function mib(b) { return b == "" ? "-" : sprintf("%.0f", b / 1048576) }
         function num(v) { return v == "" ? "-" : sprintf("%.0f", v) }
@@ -207,9 +207,11 @@ report() {
             print "## Scale: counters loaded into tallyd and redis-server (median of " runs " runs)"
             print ""
             print "Random INCR over the loaded keys, 50 connections (requests/s of the median run,"
-            print "p50 / p99 / p999 in microseconds); RSS after the runs at that size; disk: the"
-            print "data directory per counter (Redis: the AOF; tallyd: WAL and SSTables, and in"
-            print "brackets the SSTables alone); load: INCR/s of distinct keys, pipelined."
+            print "p50 / p99 / p999 in microseconds); RSS after the runs at that size, once the"
+            print "flushes and compactions of tallyd are done, and peak RSS (the most the process"
+            print "held at any moment so far, loading included); disk: the data directory per"
+            print "counter (Redis: the AOF; tallyd: WAL and SSTables, and in brackets the SSTables"
+            print "alone); load: INCR/s of distinct keys, pipelined."
             print ""
             print "| counters | pipeline | redis req/s | tallyd req/s | tallyd/redis |" \
                 " redis p50/p99/p999 us | tallyd p50/p99/p999 us |"
@@ -231,14 +233,16 @@ report() {
             }
             print ""
             print "| counters | redis RSS MiB | tallyd RSS MiB | tallyd/redis RSS |" \
+                " redis / tallyd peak RSS MiB |" \
                 " redis disk bytes/counter | tallyd disk bytes/counter (SSTables) |" \
                 " tallyd write amplification | redis load/s | tallyd load/s |"
-            print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             for (s = 1; s <= nsizes; s++) {
                 n = sizes[s]
-                printf "| %s | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", n,
+                printf "| %s | %s | %s | %s | %s / %s | %s | %s (%s) | %s | %s | %s |\n", n,
                     mib(rss["redis", n]), mib(rss["tally", n]),
-                    ratio(rss["tally", n], rss["redis", n]), per(disk["redis", n], n),
+                    ratio(rss["tally", n], rss["redis", n]), mib(peak["redis", n]),
+                    mib(peak["tally", n]), per(disk["redis", n], n),
                     per(disk["tally", n], n), per(sst["tally", n], n), wamp["tally", n],
                     num(load["redis", n]), num(load["tally", n])
             }
@@ -248,8 +252,11 @@ report() {
             n = 10000000
             if (rss["tally", n] != "" && rss["redis", n] != "") {
                 v = rss["tally", n] / rss["redis", n]
-                printf "- RSS at 10M counters: %.2fx Redis (target at most 0.3x): %s\n", v,
+                printf "- RSS at 10M counters: %.2fx Redis (target at most 0.3x): %s", v,
                     (v <= 0.3 ? "met" : "MISSED")
+                if (peak["tally", n] != "" && peak["redis", n] != "")
+                    printf "; peak RSS %.2fx the peak of Redis", peak["tally", n] / peak["redis", n]
+                printf "\n"
             }
             first = sizes[1]; last = sizes[nsizes]
             for (p = 1; p <= 32; p++) {
@@ -344,6 +351,11 @@ sst_bytes() {
 
 rss_bytes() {
     awk '/^VmRSS:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
+}
+
+# peak_rss_bytes PID: the most the process has held at any moment since it started (VmHWM).
+peak_rss_bytes() {
+    awk '/^VmHWM:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
 }
 
 # --- part redis ----------------------------------------------------------------------------
@@ -469,7 +481,7 @@ scale_run() {
 
 part_scale() {
     printf 'server\tkeys\tpipeline\tround\trps\tp50_us\tp99_us\tp999_us\n' >"$tmp/scale.tsv"
-    printf 'server\tkeys\trss_bytes\tused_memory\tdisk_bytes\twamp\tload_rps\tsst_bytes\n' \
+    printf 'server\tkeys\trss_bytes\tused_memory\tdisk_bytes\twamp\tload_rps\tsst_bytes\tpeak_rss_bytes\n' \
         >"$tmp/scale-mem.tsv"
     start_redis redis-scale everysec
     start_tallyd tally-scale everysec
@@ -510,15 +522,20 @@ part_scale() {
                 r=$((r + 1))
             done
         done
-        printf 'tally\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$(rss_bytes "$tally_pid")" \
+        # RSS once the runs' flushes and compactions are done: a snapshot taken while a flush
+        # holds a second memtable and its sort varied by 100 MiB between identical builds.
+        # The peak (VmHWM, since the server started) is reported beside it.
+        settle_tally
+        printf 'tally\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$(rss_bytes "$tally_pid")" \
             "$(info_field "$tally_port" memory used_memory)" \
             "$(du -sb "$tmp/tally-scale" | cut -f1)" \
             "$(info_field "$tally_port" storage write_amplification)" "$tally_load" \
-            "$(sst_bytes "$tally_port")" >>"$tmp/scale-mem.tsv"
+            "$(sst_bytes "$tally_port")" "$(peak_rss_bytes "$tally_pid")" >>"$tmp/scale-mem.tsv"
         if [ -n "$redis_pid" ]; then
-            printf 'redis\t%s\t%s\t%s\t%s\t-\t%s\t-\n' "$size" "$(rss_bytes "$redis_pid")" \
+            printf 'redis\t%s\t%s\t%s\t%s\t-\t%s\t-\t%s\n' "$size" "$(rss_bytes "$redis_pid")" \
                 "$(info_field "$redis_port" memory used_memory)" \
-                "$(du -sb "$tmp/redis-scale" | cut -f1)" "$redis_load" >>"$tmp/scale-mem.tsv"
+                "$(du -sb "$tmp/redis-scale" | cut -f1)" "$redis_load" \
+                "$(peak_rss_bytes "$redis_pid")" >>"$tmp/scale-mem.tsv"
         fi
         tail -n 2 "$tmp/scale-mem.tsv" >&2
     done
