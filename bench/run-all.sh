@@ -271,7 +271,12 @@ report() {
     fi
     echo "wrote $out" >&2
     if command -v gnuplot >/dev/null 2>&1; then
-        RESULTS_DIR=$results "$here/plot.sh"
+        # The plots of docs/ come from bench/results; other results keep theirs beside them.
+        if [ "$(cd "$results" && pwd)" = "$(cd "$here/results" 2>/dev/null && pwd)" ]; then
+            RESULTS_DIR=$results "$here/plot.sh"
+        else
+            RESULTS_DIR=$results DOCS_DIR=$results "$here/plot.sh"
+        fi
     else
         echo "gnuplot is not installed (apt-get install gnuplot-nox): no plots" >&2
     fi
