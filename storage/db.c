@@ -525,11 +525,15 @@ static int write_key_ex(struct tl_db *db, const void *key, size_t klen, bool bli
          * (this key's writers wait on the stripe lock) and reuses it. */
         if (!decided) {
             memset(&log, 0, sizeof log);
+            tl_error_clear();
             rc = decide(arg, &live, &log);
             decided = true;
             if (rc < 0) {
+                /* A callback that failed without a message of its own gets the code's text,
+                 * never an earlier failure's message (which named another key). */
                 char why[256];
-                snprintf(why, sizeof why, "%s", tl_last_error());
+                snprintf(why, sizeof why, "%s",
+                         *tl_last_error() ? tl_last_error() : tl_strerror(rc));
                 rc = tl_error(rc, "key '%.*s%s': %s", (int)(klen > 64 ? 64 : klen),
                               (const char *)key, klen > 64 ? "..." : "", why);
             }

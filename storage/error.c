@@ -20,6 +20,11 @@ int tl_error(int code, const char *fmt, ...)
     return code;
 }
 
+void tl_error_clear(void)
+{
+    last_error[0] = '\0';
+}
+
 const char *tl_last_error(void)
 {
     return last_error;

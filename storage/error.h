@@ -10,5 +10,8 @@
  *     return tl_error(TL_ECORRUPT, "%s: bad block checksum at offset %llu", path, off);
  * The message should say what went wrong and what to do, naming the file, key or limit. */
 int tl_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empties this thread's message: before a callback that may fail without setting one, so that
+ * a stale message of an earlier failure is not reported as its reason. */
+void tl_error_clear(void);
 
 #endif

@@ -89,8 +89,31 @@ static int append(void *arg, const struct tl_val *cur, int found, struct tl_val 
     return TL_UPDATE_PUT;
 }
 
+/* Fails without setting a message of its own. */
+static int fail_quietly(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
+{
+    (void)arg, (void)cur, (void)found, (void)next;
+    return -EINVAL;
+}
+
+/* A failed update names its own key once, and never carries an earlier failure's message. */
+static void check_update_error(tl_db *db)
+{
+    CHECK_EQ_INT(tl_db_incr(db, "text", 4, 1, &(int64_t){0}, NULL), TL_ENOTINT);
+    CHECK(strstr(tl_last_error(), "'text'") != NULL);
+    CHECK_EQ_INT(tl_db_update(db, "other", 5, fail_quietly, NULL, NULL), -EINVAL);
+    const char *e = tl_last_error();
+    CHECK(strstr(e, "key 'other': ") == e);
+    CHECK(strstr(e, "text") == NULL);
+    CHECK(strstr(e + 1, "key '") == NULL);
+    CHECK(strstr(e, strerror(EINVAL)) != NULL);
+    CHECK_EQ_INT(tl_db_update(db, "other", 5, fail_quietly, NULL, NULL), -EINVAL);
+    CHECK(strstr(tl_last_error() + 1, "key '") == NULL); /* no stacking on a repeat either */
+}
+
 static void test_update(tl_db *db)
 {
+    check_update_error(db);
     struct tl_val v;
     CHECK_OK(tl_db_update(db, "u", 1, setnx, "first", NULL));
     CHECK_OK(tl_db_update(db, "u", 1, setnx, "second", NULL));
