@@ -354,13 +354,10 @@ sst_bytes() {
             END { print s + 0 }'
 }
 
-rss_bytes() {
-    awk '/^VmRSS:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
-}
-
-# peak_rss_bytes PID: the most the process has held at any moment since it started (VmHWM).
-peak_rss_bytes() {
-    awk '/^VmHWM:/ { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
+# status_bytes PID FIELD: a /proc/PID/status figure in bytes: VmRSS (resident now) or VmHWM
+# (the most the process has held at any moment since it started).
+status_bytes() {
+    awk -v f="$2:" '$1 == f { printf "%.0f\n", $2 * 1024 }' "/proc/$1/status"
 }
 
 # --- part redis ----------------------------------------------------------------------------
@@ -531,16 +528,16 @@ part_scale() {
         # holds a second memtable and its sort varied by 100 MiB between identical builds.
         # The peak (VmHWM, since the server started) is reported beside it.
         settle_tally
-        printf 'tally\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$(rss_bytes "$tally_pid")" \
+        printf 'tally\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$(status_bytes "$tally_pid" VmRSS)" \
             "$(info_field "$tally_port" memory used_memory)" \
             "$(du -sb "$tmp/tally-scale" | cut -f1)" \
             "$(info_field "$tally_port" storage write_amplification)" "$tally_load" \
-            "$(sst_bytes "$tally_port")" "$(peak_rss_bytes "$tally_pid")" >>"$tmp/scale-mem.tsv"
+            "$(sst_bytes "$tally_port")" "$(status_bytes "$tally_pid" VmHWM)" >>"$tmp/scale-mem.tsv"
         if [ -n "$redis_pid" ]; then
-            printf 'redis\t%s\t%s\t%s\t%s\t-\t%s\t-\t%s\n' "$size" "$(rss_bytes "$redis_pid")" \
+            printf 'redis\t%s\t%s\t%s\t%s\t-\t%s\t-\t%s\n' "$size" "$(status_bytes "$redis_pid" VmRSS)" \
                 "$(info_field "$redis_port" memory used_memory)" \
                 "$(du -sb "$tmp/redis-scale" | cut -f1)" "$redis_load" \
-                "$(peak_rss_bytes "$redis_pid")" >>"$tmp/scale-mem.tsv"
+                "$(status_bytes "$redis_pid" VmHWM)" >>"$tmp/scale-mem.tsv"
         fi
         tail -n 2 "$tmp/scale-mem.tsv" >&2
     done
