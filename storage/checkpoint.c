@@ -30,7 +30,9 @@ int tl_db_live_files(tl_db *db, char ***paths, size_t *count)
         return rc;
     pthread_mutex_lock(&db->mutex);
     struct tl_version *v = db->current;
-    uint64_t last_wal = v->active->wal_number;
+    /* Segments from the oldest still needed to the newest, which is past the active memtable's
+     * wal_number when recovery left that memtable records of older segments. */
+    uint64_t last_wal = db->next_file - 1;
     size_t n = (size_t)(last_wal - db->log_number + 1);
     for (int l = 0; l < TL_MAX_LEVELS; l++)
         n += v->n_files[l];

@@ -1364,25 +1364,69 @@ out:
 
 /* ---- open, recovery and close ----------------------------------------------------------- */
 
+/*
+ * Recovery replays the WAL into memtables and leaves them as a running engine would: the last
+ * one active, the full ones before it frozen for the flush thread. Opening writes no table, so
+ * it needs no free space and a restart takes as long as reading the log. Only a log holding more
+ * than the max_immutable_memtables + 1 memtables a running engine fills makes recovery write the
+ * oldest to tables itself. A memtable's wal_number is the segment of its first record; the edit
+ * recovery logs names the oldest memtable's as log_number and, as last_seq, the last record in
+ * a table, and replay skips records up to the manifest's last_seq, so that a segment shared by a
+ * table and a memtable is never counted twice.
+ */
 struct replay_state {
     struct tl_db *db;
-    struct tl_memtable *m;
+    struct tl_memtable *m;                      /* records go here */
+    struct tl_memtable *held[TL_MAX_IMMUTABLE]; /* full ones for the flush thread, oldest first */
+    int n_held;
     struct tl_version_edit *edit; /* tables written during recovery */
+    uint64_t segment;             /* the segment being replayed */
+    uint64_t skip_through;        /* records up to this one are in tables already */
+    uint64_t flushed_seq;         /* the last record in the tables recovery wrote, or as above */
     uint64_t last_seq;
 };
 
-static int recovery_flush(struct replay_state *rs)
+static int recovery_flush(struct replay_state *rs, struct tl_memtable *m)
 {
     struct tl_db *db = rs->db;
     struct tl_file_meta meta;
-    int rc = write_memtable(db, rs->m, db->next_file++, &meta);
+    int rc = write_memtable(db, m, db->next_file++, &meta);
     if (rc < 0)
         return rc;
     if (meta.number)
         rc = tl_edit_add_file(rs->edit, &meta);
     tl_file_meta_free(&meta);
-    tl_memtable_reset(rs->m);
+    rs->flushed_seq = m->last_seq;
     return rc;
+}
+
+/* Freezes the memtable records go into and gives records an empty one. Past
+ * max_immutable_memtables frozen, the oldest is written to a table first and reused. Every
+ * memtable is in the pool, which frees them if recovery fails. */
+static int hold_memtable(struct replay_state *rs)
+{
+    struct tl_db *db = rs->db;
+    struct tl_memtable *spare;
+    if (rs->n_held == db->opt.max_immutable_memtables) {
+        int rc = recovery_flush(rs, rs->held[0]);
+        if (rc < 0)
+            return rc;
+        spare = rs->held[0];
+        tl_memtable_reset(spare);
+        memmove(&rs->held[0], &rs->held[1], sizeof(rs->held[0]) * (size_t)--rs->n_held);
+    } else {
+        pthread_mutex_lock(&db->mutex);
+        spare = pool_take_locked(db);
+        pthread_mutex_unlock(&db->mutex);
+        if (!spare)
+            return tl_error(-ENOMEM, "out of memory for a memtable of %zu bytes (memtable_bytes)",
+                            db->opt.memtable_bytes);
+    }
+    atomic_store(&rs->m->frozen, 1);
+    rs->m->refs = 1; /* pool_take_locked passes it over from now */
+    rs->held[rs->n_held++] = rs->m;
+    rs->m = spare;
+    return 0;
 }
 
 /* Applies one WAL record over what the memtable holds for its key, without older layers. */
@@ -1390,17 +1434,20 @@ static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t kle
                          const struct tl_record *r)
 {
     struct replay_state *rs = arg;
-    uint64_t hash = tl_hash64(key, klen);
     rs->last_seq = seq;
+    if (seq <= rs->skip_through)
+        return 0;
+    uint64_t hash = tl_hash64(key, klen);
     for (int attempt = 0; attempt < 2; attempt++) {
-        struct tl_cell *c = tl_memtable_find(rs->m, key, klen, hash);
+        struct tl_memtable *m = rs->m;
+        struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
         struct tl_fold f;
         struct tl_record combined, older;
         struct tl_cell_snap held; /* older's bytes may point into it */
         tl_fold_init(&f);
         tl_fold_add(&f, r);
         if (c) {
-            tl_cell_read(rs->m, c, &held);
+            tl_cell_read(m, c, &held);
             tl_cell_snap_to_record(&held, &older);
             tl_fold_add(&f, &older);
         }
@@ -1409,16 +1456,22 @@ static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t kle
                             (unsigned long long)seq);
         struct tl_cell_snap s;
         tl_record_to_cell_snap(&combined, &s);
+        if (atomic_load(&m->entries) == 0)
+            m->wal_number = rs->segment;
         bool ok;
         if (c) {
-            ok = tl_cell_write(rs->m, c, &s);
+            ok = tl_cell_write(m, c, &s);
         } else {
             bool inserted;
-            ok = tl_memtable_insert(rs->m, key, klen, hash, &s, &inserted) != NULL;
+            ok = tl_memtable_insert(m, key, klen, hash, &s, &inserted) != NULL;
         }
-        if (ok)
+        if (ok) {
+            m->last_seq = seq;
             return 0;
-        int rc = recovery_flush(rs);
+        }
+        if (atomic_load(&m->entries) == 0)
+            break; /* an empty memtable cannot take it */
+        int rc = hold_memtable(rs);
         if (rc < 0)
             return rc;
     }
@@ -1482,13 +1535,8 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
     int rc = list_numbered(db->dir, ".wal", &wals, &n_wals);
     if (rc < 0)
         goto out;
-    rs.m = tl_memtable_new(db->opt.memtable_bytes);
-    if (!rs.m) {
-        rc = tl_error(-ENOMEM, "out of memory for a memtable of %zu bytes (memtable_bytes)",
-                      db->opt.memtable_bytes);
-        goto out;
-    }
-    rs.last_seq = state->last_seq;
+    rs.m = db->pool[0]; /* the active memtable, empty */
+    rs.last_seq = rs.skip_through = rs.flushed_seq = state->last_seq;
     /* New files are numbered past every segment here, replayed or not. */
     if (n_wals && wals[n_wals - 1] >= db->next_file)
         db->next_file = wals[n_wals - 1] + 1;
@@ -1499,45 +1547,61 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
         char path[TL_PATH_MAX];
         tl_wal_path(path, sizeof path, db->dir, wals[i]);
         uint64_t last = rs.last_seq;
+        rs.segment = wals[i];
         rc = tl_wal_replay(path, i + 1 == n_wals, replay_record, &rs, &last);
         if (rc < 0)
             goto out;
         if (last > rs.last_seq)
             rs.last_seq = last;
     }
-    if (atomic_load(&rs.m->entries) > 0 && (rc = recovery_flush(&rs)) < 0)
-        goto out;
 
-    /* One edit: the recovered tables, and a new WAL segment from which replay starts. */
+    /* One edit: the tables recovery wrote, the oldest segment a memtable needs (or a new one),
+     * and a new WAL segment for the writes to come. */
     uint64_t wal_number = db->next_file++;
+    bool tail = atomic_load(&rs.m->entries) > 0;
+    uint64_t log_number = rs.n_held ? rs.held[0]->wal_number : tail ? rs.m->wal_number : wal_number;
     edit.has_log_number = true;
-    edit.log_number = wal_number;
+    edit.log_number = log_number;
     edit.has_next_file = true;
     edit.next_file_number = db->next_file;
     edit.has_last_seq = true;
-    edit.last_seq = rs.last_seq;
+    edit.last_seq = rs.n_held || tail ? rs.flushed_seq : rs.last_seq;
     if ((rc = tl_manifest_log(db->manifest, &edit)) < 0)
         goto out;
     pthread_mutex_lock(&db->mutex);
     rc = tl_version_apply(db, db->current, &edit);
+    if (rc == 0) {
+        /* The replay's last memtable is the active one, the full ones the frozen ones. */
+        struct tl_version *v = db->current;
+        for (int i = 0; i < db->n_pool; i++)
+            db->pool[i]->refs = 0;
+        for (int i = 0; i < rs.n_held; i++) {
+            v->imm[i] = rs.held[rs.n_held - 1 - i]; /* newest first */
+            v->imm[i]->refs = 1;
+        }
+        v->n_imm = rs.n_held;
+        v->active = rs.m;
+        rs.m->refs = 1;
+        atomic_store(&rs.m->frozen, 0);
+        if (!tail)
+            rs.m->wal_number = wal_number;
+        atomic_store(&db->active, rs.m);
+        db->log_number = log_number;
+    }
     pthread_mutex_unlock(&db->mutex);
     if (rc < 0)
         goto out;
-    db->log_number = wal_number;
     rc = tl_wal_open(db->dir, wal_number, rs.last_seq + 1, db->opt.fsync, &db->wal);
     if (rc < 0)
         goto out;
-    struct tl_memtable *active = db->pool[0];
-    active->wal_number = wal_number;
-    /* Older segments are now in tables. */
-    for (size_t i = 0; i < n_wals; i++) {
+    /* Segments before the oldest a memtable needs are in tables. */
+    for (size_t i = 0; i < n_wals && wals[i] < log_number; i++) {
         char path[TL_PATH_MAX];
         tl_wal_path(path, sizeof path, db->dir, wals[i]);
         unlink(path);
     }
 out:
     free(wals);
-    tl_memtable_free(rs.m);
     tl_edit_free(&edit);
     return rc;
 }

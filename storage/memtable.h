@@ -105,7 +105,7 @@ struct tl_memtable {
     _Atomic int64_t writers;
     _Atomic int frozen;
     int refs;                /* guarded by the engine's mutex */
-    uint64_t wal_number;     /* WAL segment holding this memtable's records */
+    uint64_t wal_number;     /* oldest WAL segment holding records of this memtable */
     uint64_t last_seq;       /* set when frozen: no record of it is newer */
     struct tl_cell **sorted; /* set by tl_memtable_sort once frozen */
     size_t n_sorted;

@@ -412,6 +412,99 @@ static void test_sst_fault(enum tl_fault_kind kind)
     scenario_end(db, dir, TL_FSYNC_EVERYSEC, true, n);
 }
 
+static size_t count_files(const char *dir, const char *suffix)
+{
+    char **names;
+    size_t n = list_files(dir, suffix, &names);
+    free_list(names, n);
+    return n;
+}
+
+static tl_db *open_with(const char *dir, size_t memtable_bytes, int max_immutable)
+{
+    struct tl_options o;
+    tl_options_init(&o);
+    o.fsync = TL_FSYNC_EVERYSEC;
+    o.block_cache_bytes = 1 << 20;
+    o.memtable_bytes = memtable_bytes;
+    o.max_value_bytes = SMALL_VALUE_MAX;
+    o.max_immutable_memtables = max_immutable;
+    o.background_compaction = false;
+    tl_db *db;
+    CHECK_OK(tl_db_open(dir, &o, &db));
+    return db;
+}
+
+/*
+ * A restart on a disk where no table can be written: recovery writes none (what it replays
+ * waits in memtables for the flush thread), so the database opens, reads what was acknowledged,
+ * takes writes while its memtables have room, and reopens again without counting anything
+ * twice; once the fault clears, the flush writes the tables and the old segments go.
+ */
+static void test_sst_fault_at_open(enum tl_fault_kind kind)
+{
+    char *dir;
+    tl_db *db = scenario_start("faults-open", TL_FSYNC_EVERYSEC, true, &dir);
+    tl_fault_set(TL_FAULT_SST, kind, 0, 0);
+    int n = bulk_writes(db, 0, BULK_KEYS / 2, true); /* until the frozen memtables are full */
+    CHECK(n < BULK_KEYS / 2);
+    CHECK_OK(tl_db_close(db));
+    CHECK_EQ_INT(count_files(dir, ".sst"), 0);
+    for (int round = 0; round < 2; round++) {
+        db = open_db(dir, TL_FSYNC_EVERYSEC, true);
+        check_keys(db, n, &model);
+        struct tl_stats st;
+        CHECK_OK(tl_db_stats(db, &st));
+        CHECK(st.memtables > 1); /* the replayed ones, frozen */
+        /* The replay fills the memtables about as full as they were: a write may find room,
+         * else it fails on the flush, naming the table. */
+        if (incr(db, n++, TL_FSYNC_EVERYSEC, &model) < 0)
+            CHECK(strstr(tl_last_error(), ".sst") != NULL);
+        CHECK_OK(tl_db_close(db));
+        CHECK_EQ_INT(count_files(dir, ".sst"), 0);
+    }
+    db = open_db(dir, TL_FSYNC_EVERYSEC, true);
+    check_keys(db, n, &model);
+    tl_fault_clear(TL_FAULT_SST);
+    writes_resume(db, n++, TL_FSYNC_EVERYSEC);
+    CHECK_OK(tl_db_flush(db));
+    CHECK(count_files(dir, ".sst") > 0);
+    CHECK(count_files(dir, ".wal") <= 1); /* the newest (made by its first write) */
+    check_no_stray_tables(db, dir);
+    scenario_end(db, dir, TL_FSYNC_EVERYSEC, true, n);
+}
+
+/*
+ * A log longer than recovery holds: replayed into memtables 1.5 times the size, with one
+ * frozen allowed, recovery writes the oldest one to a table, cutting a segment in the middle,
+ * and holds the rest. SSTable writes then fail, so the held ones are (most likely) still in
+ * memory at the close; the next recovery replays the segments they came from and must skip the
+ * records already in the tables.
+ */
+static void test_recovery_split_segments(void)
+{
+    char *dir;
+    tl_db *db = scenario_start("faults-split", TL_FSYNC_EVERYSEC, true, &dir);
+    /* Keys already in tables: the increments below are logged as merges, which would count
+     * twice if replayed twice (a first increment is logged as the value it sets). */
+    int n = bulk_writes(db, 0, BULK_KEYS / 2, false);
+    CHECK_OK(tl_db_flush(db));
+    tl_fault_set(TL_FAULT_SST, TL_FAULT_EIO, 0, 0);
+    n = bulk_writes(db, 0, n, true);
+    CHECK_OK(tl_db_close(db));
+    tl_fault_clear(TL_FAULT_SST);
+    db = open_with(dir, SMALL_MEMTABLE * 3 / 2, 1);
+    tl_fault_set(TL_FAULT_SST, TL_FAULT_EIO, 0, 0);
+    CHECK(count_files(dir, ".sst") > 0);
+    check_keys(db, n, &model);
+    CHECK_OK(tl_db_close(db));
+    tl_fault_clear(TL_FAULT_SST);
+    db = open_db(dir, TL_FSYNC_EVERYSEC, true);
+    check_keys(db, n, &model);
+    CHECK_OK(tl_db_flush(db));
+    scenario_end(db, dir, TL_FSYNC_EVERYSEC, true, n);
+}
+
 /* A manifest fault while a flush logs its table: the flush fails (the table is kept, since the
  * edit may be on disk), is retried to a new manifest file, and the kept table is deleted. With
  * count 0 the fault lasts until cleared and writes fail once the frozen memtables are full. */
@@ -549,6 +642,7 @@ int main(void)
         test_wal_fault(kind, TL_FSYNC_ALWAYS, 7, 2); /* after 7 successes, the next two */
         test_wal_fault_at_close(kind);
         test_sst_fault(kind);
+        test_sst_fault_at_open(kind);
         test_compaction_fault(kind);
         printf("test_faults: %s: wal, sst and compaction scenarios passed\n", kind_text[kind]);
     }
@@ -562,6 +656,7 @@ int main(void)
     test_manifest_fault(TL_FAULT_ENOSPC, 0);
     test_concurrent_writers_under_faults();
     test_refused_blind_merge();
+    test_recovery_split_segments();
 
     printf("test_faults: %llu scenarios passed\n", (unsigned long long)scenarios);
     tl_fault_report(stdout, "test_faults");
