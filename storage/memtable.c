@@ -294,7 +294,11 @@ void tl_cell_rewrite(struct tl_memtable *m, struct tl_cell *c, const struct tl_c
 
 bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s)
 {
-    uint32_t boff = 0;
+    uint32_t boff = tl_cell_inplace_off(m, c, s);
+    if (boff) {
+        tl_cell_rewrite(m, c, s, boff);
+        return true;
+    }
     if (tl_cell_has_bytes(s->state) && !(boff = store_bytes(m, s)))
         return false;
     tl_cell_publish(c, s, boff);

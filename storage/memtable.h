@@ -131,8 +131,9 @@ void tl_cell_read(const struct tl_memtable *m, const struct tl_cell *c, struct t
 uint32_t tl_memtable_store_bytes(struct tl_memtable *m, const void *bytes, uint32_t len);
 /* Publishes s in c, with a byte value already stored at bytes_off (0 for other states). */
 void tl_cell_publish(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t bytes_off);
-/* Stores s in c; copies BYTES into the arena. Returns false, changing nothing, when the arena
- * has no room (the table is then full). One writer per cell at a time. */
+/* Stores s in c: a short byte value of the old one's length over it in place, other byte
+ * values copied into the arena. Returns false, changing nothing, when the arena has no room
+ * (the table is then full). One writer per cell at a time. */
 bool tl_cell_write(struct tl_memtable *m, struct tl_cell *c, const struct tl_cell_snap *s);
 /* The arena offset of c's byte value when a new value s can overwrite it in place (both of one
  * length, at most TL_CELL_INPLACE_MAX); else 0. Only c's writer may ask. */

@@ -1235,7 +1235,13 @@ int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg
         rc = cut_tail(&rd, off);
         goto out;
     }
+    /* The last segment stops being the last (a new one follows it) while records of it may be
+     * in the page cache alone, written by a process that died: they are made durable first, as
+     * a roll syncs the segment it leaves. */
     rc = 0;
+    if (is_last && (rc = tl_io_fdatasync(rd.fd)) < 0)
+        rc = tl_error(rc, "%s: cannot sync the WAL segment after replaying it: %s", path,
+                      strerror(-rc));
 
 out:
     free(rd.buf);

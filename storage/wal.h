@@ -97,9 +97,10 @@ void tl_wal_fault_stats(struct tl_wal *w, uint64_t *failures, uint64_t *repairs,
 int tl_wal_close(struct tl_wal *w);
 
 /* Recovery: calls fn for each record of the segment at path, in order. With is_last, a torn
- * tail is cut off (the file is truncated after the last whole record); otherwise a torn tail is
- * corruption. fn's non-zero return stops the replay and is returned. *last_seq gets the last
- * record's sequence number (unchanged if there are none). */
+ * tail is cut off (the file is truncated after the last whole record) and the segment is synced,
+ * since recovery keeps it behind a new one; otherwise a torn tail is corruption. fn's non-zero
+ * return stops the replay and is returned. *last_seq gets the last record's sequence number
+ * (unchanged if there are none). */
 typedef int (*tl_wal_replay_fn)(void *arg, uint64_t seq, const uint8_t *key, size_t klen,
                                 const struct tl_record *r);
 int tl_wal_replay(const char *path, bool is_last, tl_wal_replay_fn fn, void *arg,

@@ -231,6 +231,39 @@ static void test_checkpoint(const char *dir, const char *dest)
     CHECK_OK(tl_db_close(copy));
 }
 
+/* Reopening leaves the replayed log in the memtable, as the running engine had it: a value
+ * overwritten again and again with one of its length (in place while running) takes no more
+ * room in replay, so no table is written at the open. */
+static void test_reopen_in_place(const char *dir)
+{
+    struct tl_options o;
+    tl_options_init(&o);
+    o.memtable_bytes = 256 * 1024;
+    o.max_value_bytes = 1024;
+    o.max_immutable_memtables = 1;
+    tl_db *db;
+    CHECK_OK(tl_db_open(dir, &o, &db));
+    char v[64];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(v, sizeof v, "%063d", i);
+        CHECK_OK(tl_db_put(db, "same", 4, v, 63, 0, NULL));
+    }
+    struct tl_stats st;
+    CHECK_OK(tl_db_stats(db, &st));
+    CHECK_EQ_INT(st.flushes, 0);
+    CHECK_OK(tl_db_close(db));
+    CHECK_OK(tl_db_open(dir, &o, &db));
+    CHECK_OK(tl_db_stats(db, &st));
+    CHECK_EQ_INT(st.levels[0].files, 0);
+    CHECK_EQ_INT(st.memtables, 1);
+    struct tl_val got;
+    CHECK_EQ_INT(tl_db_get(db, "same", 4, &got), 1);
+    CHECK_EQ_INT(got.len, 63);
+    CHECK(memcmp(got.bytes, v, 63) == 0);
+    tl_val_clear(&got);
+    CHECK_OK(tl_db_close(db));
+}
+
 int main(void)
 {
     test_require_uring();
@@ -266,6 +299,11 @@ int main(void)
 
     dir = test_tmpdir("db-durable");
     test_durability(dir);
+    test_rmdir(dir);
+    free(dir);
+
+    dir = test_tmpdir("db-in-place");
+    test_reopen_in_place(dir);
     test_rmdir(dir);
     free(dir);
 

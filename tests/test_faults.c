@@ -474,6 +474,24 @@ static void test_sst_fault_at_open(enum tl_fault_kind kind)
     scenario_end(db, dir, TL_FSYNC_EVERYSEC, true, n);
 }
 
+/* Recovery keeps the last segment behind a new one, so it syncs it first (records of it may be
+ * in the page cache alone); a failed sync fails the open, and the next open has everything. */
+static void test_wal_sync_at_open(void)
+{
+    char *dir;
+    tl_db *db = scenario_start("faults-reopen-sync", TL_FSYNC_EVERYSEC, false, &dir);
+    int n = bulk_writes(db, 0, KEYS, false);
+    CHECK_OK(tl_db_close(db));
+    struct tl_options o;
+    tl_options_init(&o);
+    tl_fault_set(TL_FAULT_WAL, TL_FAULT_SYNC, 0, 1);
+    CHECK(tl_db_open(dir, &o, &db) == -EIO);
+    CHECK(strstr(tl_last_error(), "after replaying it") != NULL);
+    tl_fault_clear(TL_FAULT_WAL);
+    db = open_db(dir, TL_FSYNC_EVERYSEC, false);
+    scenario_end(db, dir, TL_FSYNC_EVERYSEC, false, n);
+}
+
 /*
  * A log longer than recovery holds: replayed into memtables 1.5 times the size, with one
  * frozen allowed, recovery writes the oldest one to a table, cutting a segment in the middle,
@@ -656,6 +674,7 @@ int main(void)
     test_manifest_fault(TL_FAULT_ENOSPC, 0);
     test_concurrent_writers_under_faults();
     test_refused_blind_merge();
+    test_wal_sync_at_open();
     test_recovery_split_segments();
 
     printf("test_faults: %llu scenarios passed\n", (unsigned long long)scenarios);
