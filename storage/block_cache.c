@@ -15,6 +15,14 @@
  * every entry when the capacity is 0) is never put in the table: its handle is its only
  * reference. The bytes figure of tl_block_cache_stats is the sum of the charges of the entries
  * in the table.
+ *
+ * Admission (tl_block_cache_admit_on_second_miss): once a shard is full, a new block enters it
+ * only if it was inserted once before, not long ago; else the insert hands back an uncached
+ * handle and remembers the block. The memory is a direct-mapped table of 32-bit tags, two
+ * slots per block the shard holds, so "not long ago" is within about that many inserts. Reads
+ * spread evenly over far more blocks than fit (100M counters against a 64 MiB cache hit
+ * about 9% of the time) then stop evicting a block for one that is not read again, and a
+ * block read twice in that window is cached as before. A shard with room admits everything.
  */
 #include "block_cache.h"
 
@@ -35,6 +43,8 @@
  * divided by the per-entry overhead, which bounds the table too. */
 #define BLOCK_CACHE_INITIAL_BUCKETS 64
 #define BLOCK_CACHE_CACHE_LINE      64
+/* Admission slots of a shard at the least (see admit). */
+#define BLOCK_CACHE_MIN_ADMISSION_SLOTS 64
 
 struct tl_cached_block {
     uint64_t file;
@@ -63,6 +73,8 @@ struct shard {
     struct tl_cached_block *tail;
     atomic_uint_fast64_t hits;
     atomic_uint_fast64_t misses;
+    uint32_t *seen; /* admission tags (0: empty), or NULL to admit every block */
+    size_t nseen;   /* a power of two */
 } __attribute__((aligned(BLOCK_CACHE_CACHE_LINE)));
 
 struct tl_block_cache {
@@ -219,6 +231,7 @@ void tl_block_cache_free(struct tl_block_cache *c)
         }
         pthread_mutex_destroy(&s->lock);
         free(s->buckets);
+        free(s->seen);
     }
     free(c);
 }
@@ -243,6 +256,42 @@ struct tl_cached_block *tl_block_cache_lookup(struct tl_block_cache *c, uint64_t
 
     atomic_fetch_add_explicit(e ? &s->hits : &s->misses, 1, memory_order_relaxed);
     return e;
+}
+
+/* Whether a block that must evict to fit may enter (s->lock held): when it was seen not long
+ * ago. The slot comes from the bits above the shard's, the tag from the low half. */
+static bool admit(struct shard *s, uint64_t hash, size_t charge)
+{
+    if (!s->seen || atomic_load_explicit(&s->usage, memory_order_relaxed) + charge <= s->capacity)
+        return true;
+    uint32_t *slot = &s->seen[(hash >> 36) & (s->nseen - 1)];
+    uint32_t tag = (uint32_t)hash | 1;
+    if (*slot == tag) {
+        *slot = 0;
+        return true;
+    }
+    *slot = tag;
+    return false;
+}
+
+int tl_block_cache_admit_on_second_miss(struct tl_block_cache *c, size_t typical_block_bytes)
+{
+    for (int i = 0; i < TL_BLOCK_CACHE_SHARDS; i++) {
+        struct shard *s = &c->shards[i];
+        size_t blocks = s->capacity / (typical_block_bytes + BLOCK_CACHE_ENTRY_OVERHEAD_BYTES);
+        size_t n = BLOCK_CACHE_MIN_ADMISSION_SLOTS;
+        while (n < 2 * blocks && n < (SIZE_MAX >> 36))
+            n <<= 1;
+        uint32_t *seen = calloc(n, sizeof *seen);
+        if (!seen)
+            return tl_error(-ENOMEM, "block cache: out of memory for %zu admission slots", n);
+        pthread_mutex_lock(&s->lock);
+        free(s->seen);
+        s->seen = seen;
+        s->nseen = n;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return 0;
 }
 
 struct tl_cached_block *tl_block_cache_insert(struct tl_block_cache *c, uint64_t file,
@@ -283,8 +332,9 @@ struct tl_cached_block *tl_block_cache_insert(struct tl_block_cache *c, uint64_t
         free(e);
         return old;
     }
-    if (e->charge > s->capacity) {
-        /* It would not fit even in an empty shard: the handle is its only reference. */
+    if (e->charge > s->capacity || !admit(s, hash, e->charge)) {
+        /* It would not fit even in an empty shard, or it is not admitted: the handle is its
+         * only reference. */
         pthread_mutex_unlock(&s->lock);
         return e;
     }

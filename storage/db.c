@@ -1719,6 +1719,10 @@ int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out)
         rc = tl_error(-ENOMEM, "out of memory for the block cache");
         goto fail;
     }
+    /* Random point reads over far more blocks than fit would otherwise evict a block for each
+     * one read once. */
+    if ((rc = tl_block_cache_admit_on_second_miss(db->cache, o->block_size_bytes)) < 0)
+        goto fail;
     if ((rc = tl_manifest_open(dir, &db->manifest, &state)) < 0)
         goto fail;
     db->next_file = state.next_file_number > 2 ? state.next_file_number : 2;

@@ -79,6 +79,10 @@ struct tl_sst {
     struct index_entry *index;
     size_t n_blocks;
     uint8_t *index_keys;
+    /* For find_index: the bytes every index key starts with (index_skip of them, those of
+     * the first), and per block the next 8 bytes of its key as a big-endian word. */
+    size_t index_skip;
+    uint64_t *index_words;
 };
 
 static uint32_t block_crc(const uint8_t *data, size_t len, uint8_t type)
@@ -279,6 +283,31 @@ int tl_sst_read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
 }
 
 /* Decodes the index block into t->index, checking every handle and the order of the keys. */
+/* The 8 bytes at p (n of them there, the rest taken as 0) as a big-endian word: keys that
+ * share what comes before compare as their words do, unless the words are equal. */
+static uint64_t key_word(const uint8_t *p, size_t n)
+{
+    uint8_t b[8] = {0};
+    memcpy(b, p, n < 8 ? n : 8);
+    return tl_get_u64_be(b);
+}
+
+/* The sorted keys all start with what the first and the last share. */
+static int index_words_build(struct tl_sst *t)
+{
+    const struct index_entry *first = &t->index[0], *last = &t->index[t->n_blocks - 1];
+    size_t skip = 0, n = first->klen < last->klen ? first->klen : last->klen;
+    while (skip < n && first->key[skip] == last->key[skip])
+        skip++;
+    t->index_words = malloc(t->n_blocks * sizeof *t->index_words);
+    if (!t->index_words)
+        return tl_error(-ENOMEM, "%s: out of memory for the index", t->path);
+    for (size_t i = 0; i < t->n_blocks; i++)
+        t->index_words[i] = key_word(t->index[i].key + skip, t->index[i].klen - skip);
+    t->index_skip = skip;
+    return 0;
+}
+
 static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
 {
     uint64_t off = t->meta[META_INDEX].offset;
@@ -349,6 +378,8 @@ static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
                  : tl_error(it.status, "%s: out of memory for the index", t->path);
     for (size_t i = 0; i < t->n_blocks; i++)
         t->index[i].key = t->index_keys + t->index[i].key_off;
+    if (rc == 0 && t->n_blocks > 0)
+        rc = index_words_build(t);
 out:
     tl_block_iter_free(&it);
     return rc;
@@ -591,6 +622,7 @@ void tl_sst_close(struct tl_sst *t)
     free(t->filter);
     free(t->index);
     free(t->index_keys);
+    free(t->index_words);
     free(t->path);
     free(t);
 }
@@ -615,10 +647,42 @@ bool tl_sst_may_contain(const struct tl_sst *t, uint64_t hash)
     return !t->filter || tl_bloom_may_contain(t->filter, t->filter_len, hash);
 }
 
-/* The first block whose last key is >= key, or n_blocks. */
+/* The first block whose last key is >= key, or n_blocks. A key that starts as every index key
+ * does is placed by its next 8 bytes among the words, which share cache lines, and compared
+ * whole only among blocks whose word equals its own. */
 static size_t find_index(const struct tl_sst *t, const void *key, size_t klen)
 {
     size_t lo = 0, hi = t->n_blocks;
+    size_t skip = t->index_skip;
+    if (hi > 0 && klen >= skip && memcmp(key, t->index[0].key, skip) == 0) {
+        uint64_t q = key_word((const uint8_t *)key + skip, klen - skip);
+        const uint64_t *w = t->index_words;
+        while (lo < hi) { /* the first word >= q */
+            size_t mid = lo + (hi - lo) / 2;
+            if (w[mid] < q)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        /* Past the blocks whose word is q, usually none or one: gallop, then halve. */
+        size_t n = t->n_blocks, a = lo, end = lo + 1;
+        hi = lo;
+        if (lo < n && w[lo] == q) {
+            for (size_t step = 1; end < n && w[end] <= q; step *= 2) {
+                a = end;
+                end = a + step;
+            }
+            if (end > n)
+                end = n;
+            for (hi = a + 1; hi < end;) {
+                size_t mid = hi + (end - hi) / 2;
+                if (w[mid] <= q)
+                    hi = mid + 1;
+                else
+                    end = mid;
+            }
+        }
+    }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (tl_key_cmp(t->index[mid].key, t->index[mid].klen, key, klen) < 0)

@@ -1,8 +1,8 @@
 /*
  * test_block_cache.c - unit tests of the block cache: exact hit and miss counts, LRU eviction
- * order within a shard, the byte bound, handles that outlive eviction, capacity 0, and lookups
- * and inserts from several threads at once (meant to be run under -fsanitize=thread and
- * -fsanitize=address as well).
+ * order within a shard, admission of a block on its second insert into a full shard, the byte
+ * bound, handles that outlive eviction, capacity 0, and lookups and inserts from several
+ * threads at once (meant to be run under -fsanitize=thread and -fsanitize=address as well).
  *
  * The tests know neither the per-entry overhead nor the shard of a key: they measure the first
  * (the bytes figure after one insert) and find keys that share a shard by experiment, in a cache
@@ -155,19 +155,26 @@ static void test_insert_of_cached_block_returns_the_cached_copy(void)
     tl_block_cache_free(c);
 }
 
+/* A cache whose every shard holds exactly three entries of BLOCK_BYTES, with keys k[] of one
+ * shard, k0 k1 k2 inserted (oldest first); admission on if asked. */
+static struct tl_block_cache *three_in_a_shard(bool admission, uint64_t *charge, uint64_t *k)
+{
+    *charge = entry_charge(BLOCK_BYTES);
+    same_shard_offsets(*charge, k, SAME_SHARD_KEYS);
+    struct tl_block_cache *c = tl_block_cache_new(3 * *charge * TL_BLOCK_CACHE_SHARDS);
+    CHECK(c != NULL);
+    if (admission)
+        CHECK_OK(tl_block_cache_admit_on_second_miss(c, BLOCK_BYTES));
+    for (int i = 0; i < 3; i++)
+        put(c, 1, k[i], BLOCK_BYTES);
+    CHECK_EQ_INT(cache_bytes(c), 3 * *charge);
+    return c;
+}
+
 static void test_eviction_is_least_recently_used_first(void)
 {
-    uint64_t charge = entry_charge(BLOCK_BYTES);
-    uint64_t k[SAME_SHARD_KEYS];
-    same_shard_offsets(charge, k, SAME_SHARD_KEYS);
-
-    /* Every shard holds exactly three entries of BLOCK_BYTES. */
-    struct tl_block_cache *c = tl_block_cache_new(3 * charge * TL_BLOCK_CACHE_SHARDS);
-    CHECK(c != NULL);
-    put(c, 1, k[0], BLOCK_BYTES);
-    put(c, 1, k[1], BLOCK_BYTES);
-    put(c, 1, k[2], BLOCK_BYTES);
-    CHECK_EQ_INT(cache_bytes(c), 3 * charge);
+    uint64_t charge, k[SAME_SHARD_KEYS];
+    struct tl_block_cache *c = three_in_a_shard(false, &charge, k);
 
     /* A lookup makes k0 the most recent: the order, oldest first, is k1 k2 k0. */
     CHECK(present(c, 1, k[0]));
@@ -198,6 +205,34 @@ static void test_eviction_is_least_recently_used_first(void)
     CHECK(present(c, 1, k[1]));
     CHECK(present(c, 1, k[0]));
     CHECK_EQ_INT(cache_bytes(c), entry_charge(BLOCK_BYTES) + entry_charge(2 * BLOCK_BYTES));
+    tl_block_cache_free(c);
+}
+
+/* With admission on, a full shard takes a block on its second insert only; the first gets a
+ * handle of its own, and evicts nothing. */
+static void test_full_shard_admits_on_the_second_insert(void)
+{
+    uint64_t charge, k[SAME_SHARD_KEYS];
+    struct tl_block_cache *c = three_in_a_shard(true, &charge, k); /* admitted: there was room */
+    put(c, 1, k[3], BLOCK_BYTES); /* full, first time: not cached, nothing evicted */
+    CHECK(!present(c, 1, k[3]));
+    CHECK(present(c, 1, k[0])); /* k0 k1 k2 by age, oldest first */
+    CHECK(present(c, 1, k[1]));
+    CHECK(present(c, 1, k[2]));
+    CHECK_EQ_INT(cache_bytes(c), 3 * charge);
+    put(c, 1, k[3], BLOCK_BYTES); /* second time: admitted, evicts k0 */
+    CHECK(present(c, 1, k[3]));
+    CHECK(!present(c, 1, k[0]));
+    CHECK(present(c, 1, k[1]));
+    CHECK(present(c, 1, k[2]));
+    /* An uncached handle is valid until released. */
+    struct tl_cached_block *b =
+        tl_block_cache_insert(c, 1, k[4], make_block(1, k[4], BLOCK_BYTES), BLOCK_BYTES);
+    CHECK(b != NULL);
+    CHECK(!present(c, 1, k[4]));
+    CHECK(block_matches(b, 1, k[4], BLOCK_BYTES));
+    tl_block_cache_release(c, b);
+    CHECK_EQ_INT(cache_bytes(c), 3 * charge);
     tl_block_cache_free(c);
 }
 
@@ -377,6 +412,7 @@ int main(void)
     test_hits_and_misses_are_counted_exactly();
     test_insert_of_cached_block_returns_the_cached_copy();
     test_eviction_is_least_recently_used_first();
+    test_full_shard_admits_on_the_second_insert();
     test_bytes_never_exceed_capacity();
     test_held_entry_survives_eviction_until_released();
     test_capacity_zero_keeps_nothing();

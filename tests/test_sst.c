@@ -888,6 +888,101 @@ static void test_sst_empty_and_unfiltered_tables(void)
     CHECK_OK(tl_sst_verify(path, NULL, NULL));
 }
 
+/* Keys for the index search: "k" alone, "kS", then blocks of "kSAMEWORD%06d" (the index words
+ * after the common "k" all equal "SAMEWORD"), "kSAMEWORDS", "kTAIL%06d" and a last "kz". */
+#define INDEX_GROUP 3000
+static size_t index_key(int i, char *buf)
+{
+    if (i == 0)
+        return (size_t)snprintf(buf, 32, "k");
+    if (i == 1)
+        return (size_t)snprintf(buf, 32, "kS");
+    i -= 2;
+    if (i < INDEX_GROUP)
+        return (size_t)snprintf(buf, 32, "kSAMEWORD%06d", 2 * i);
+    if (i == INDEX_GROUP)
+        return (size_t)snprintf(buf, 32, "kSAMEWORDS");
+    i -= INDEX_GROUP + 1;
+    if (i < INDEX_GROUP)
+        return (size_t)snprintf(buf, 32, "kTAIL%06d", 2 * i);
+    return (size_t)snprintf(buf, 32, "kz");
+}
+
+/* A seek lands on the smallest key >= the one sought, found here by a walk over the keys. */
+static void check_seek(struct tl_sst *t, const char *want_key, int n_keys)
+{
+    size_t wlen = strlen(want_key);
+    char k[32];
+    int expect = -1;
+    for (int i = 0; i < n_keys && expect < 0; i++) {
+        size_t klen = index_key(i, k);
+        if (tl_key_cmp(k, klen, want_key, wlen) >= 0)
+            expect = i;
+    }
+    struct tl_sst_iter *it;
+    CHECK_OK(tl_sst_iter_new(t, false, &it));
+    CHECK_OK(tl_sst_iter_seek(it, want_key, wlen));
+    if (expect < 0) {
+        CHECK(!tl_sst_iter_valid(it));
+    } else {
+        CHECK(tl_sst_iter_valid(it));
+        size_t klen = index_key(expect, k), glen;
+        const uint8_t *got = tl_sst_iter_key(it, &glen);
+        if (glen != klen || memcmp(got, k, klen) != 0) {
+            fprintf(stderr, "seek to '%s' found '%.*s', expected '%s'\n", want_key, (int)glen,
+                    (const char *)got, k);
+            exit(1);
+        }
+    }
+    tl_sst_iter_free(it);
+}
+
+/* The index search with small blocks: keys shorter than the common prefix and the word after
+ * it, long runs of blocks whose words are equal, and keys sought outside the table. */
+static void test_sst_index_search(void)
+{
+    char path[PATH_BYTES];
+    path_of("index.sst", path);
+    struct tl_sst_builder *b;
+    struct tl_sst_builder_options o = options(TL_COMPRESS_LZ4, 0);
+    o.block_size_bytes = 128;
+    CHECK_OK(tl_sst_builder_new(path, &o, &b));
+    int n = 2 * INDEX_GROUP + 4;
+    char k[32];
+    uint8_t v[VALUE_MAX];
+    size_t vlen = value_of(1, v);
+    for (int i = 0; i < n; i++) {
+        size_t klen = index_key(i, k);
+        CHECK_OK(tl_sst_builder_add(b, k, klen, v, vlen));
+    }
+    struct tl_sst_props p;
+    CHECK_OK(tl_sst_builder_finish(b, &p));
+    CHECK(p.data_blocks > 200);
+    tl_sst_props_free(&p);
+    struct tl_sst *t;
+    CHECK_OK(tl_sst_open(path, 1, NULL, &t));
+    struct tl_block_ref ref;
+    const uint8_t *val;
+    for (int i = 0; i < n; i++) {
+        size_t klen = index_key(i, k);
+        CHECK_EQ_INT(tl_sst_get(t, k, klen, tl_hash64(k, klen), &ref, &val, &vlen), 1);
+        tl_block_ref_release(&ref);
+        check_seek(t, k, n);
+        /* Just past each key: absent, and the seek lands on the next one. */
+        k[klen] = '0';
+        k[klen + 1] = 0;
+        CHECK_EQ_INT(tl_sst_get(t, k, klen + 1, tl_hash64(k, klen + 1), &ref, &val, &vlen), 0);
+        check_seek(t, k, n);
+    }
+    static const char *outside[] = {"",           "a",         "j~",        "kA",
+                                    "kSAMEWORC",  "kSAMEWORD", "kSAMEWORE", "kSAMEWORD999999",
+                                    "kSAMEWORDT", "kTAIL",     "kTAIM",     "ky",
+                                    "kz0",        "l",         "\xff"};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
+        check_seek(t, outside[i], n);
+    tl_sst_close(t);
+}
+
 int main(void)
 {
     test_require_uring();
@@ -907,6 +1002,7 @@ int main(void)
     test_sst_corrupt_metadata_and_truncation();
     test_sst_builder_failures_leave_no_file();
     test_sst_empty_and_unfiltered_tables();
+    test_sst_index_search();
 
     test_rmdir(tmpdir);
     free(tmpdir);
