@@ -134,6 +134,9 @@ static const struct cfg_setting settings[] = {
      false, "size of one memtable (must exceed max-value-bytes + 64kb)"},
     {"block-cache-bytes", NULL, CFG_SIZE, FIELD(block_cache_bytes), "64mb", 0, 1024 * GIB, NULL,
      false, "cache of decompressed table blocks (INFO storage shows its hit ratio)"},
+    {"block-size-bytes", NULL, CFG_SIZE, FIELD(block_size_bytes), "4kb", 256, 4 * MIB, NULL, false,
+     "data block size of new tables before compression: smaller blocks make a read that misses "
+     "the block cache decompress less, for a larger index in memory and less compression"},
     {"compression", NULL, CFG_ENUM, FIELD(compression), "lz4", 0, 0, compression_words, false,
      "compression of table blocks above the bottom level: none, lz4 or zstd"},
     {"bottom-compression", NULL, CFG_ENUM, FIELD(bottom_compression), "lz4", 0, 0,

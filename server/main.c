@@ -231,6 +231,7 @@ static int open_engine(struct tl_server *s)
     o.clock_ms = engine_clock;
     o.memtable_bytes = (size_t)s->cfg.memtable_bytes;
     o.block_cache_bytes = (size_t)s->cfg.block_cache_bytes;
+    o.block_size_bytes = (size_t)s->cfg.block_size_bytes;
     o.compression = (enum tl_compression)s->cfg.compression;
     o.bottom_compression = (enum tl_compression)s->cfg.bottom_compression;
     o.max_value_bytes = (size_t)s->cfg.max_value_bytes;

@@ -73,6 +73,7 @@ struct tl_config {
     long long max_value_bytes;   /* 16 MiB (proto-max-bulk-len caps requests; this caps values) */
     long long memtable_bytes;    /* 64 MiB */
     long long block_cache_bytes; /* 64 MiB */
+    long long block_size_bytes;  /* 4 KiB */
     int compression;             /* enum tl_compression of the upper levels; lz4 */
     int bottom_compression;      /* of the bottom level; lz4 */
     int timeout_s;               /* idle client timeout, 0 = never */

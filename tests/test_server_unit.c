@@ -481,6 +481,7 @@ static void test_config(struct tl_client *c)
            "*4\r\n$11\r\ncompression\r\n$3\r\nlz4\r\n$18\r\nbottom-compression\r\n$3\r\nlz4\r\n");
     expect(c, "CONFIG GET block-cache-bytes",
            "*2\r\n$17\r\nblock-cache-bytes\r\n$8\r\n67108864\r\n");
+    expect(c, "CONFIG GET block-size-bytes", "*2\r\n$16\r\nblock-size-bytes\r\n$4\r\n4096\r\n");
     expect(c, "CONFIG SET databases 4",
            "-ERR CONFIG SET failed (possibly related to argument 'databases') - can't set "
            "immutable config\r\n");
