@@ -28,8 +28,10 @@ struct tl_cached_block *tl_block_cache_insert(struct tl_block_cache *c, uint64_t
                                               uint64_t offset, uint8_t *data, size_t size);
 /* From now on a block that would evict others enters only on its second insert within a
  * while (about twice as many inserts as blocks of typical_block_bytes fit); the first gets an
- * uncached handle. Call before the cache is shared. -ENOMEM (message set) on failure, leaving
- * every shard admitting everything or some of them remembering. */
+ * uncached handle. Call before the cache is shared. The memory of the first inserts (4 bytes
+ * for each of those inserts, rounded up to a power of two a shard; 128 KiB for 64 MiB of 4 KiB
+ * blocks) is outside the capacity. -ENOMEM (message set) on failure, leaving every shard
+ * admitting everything or some of them remembering. */
 int tl_block_cache_admit_on_second_miss(struct tl_block_cache *c, size_t typical_block_bytes);
 void tl_block_cache_release(struct tl_block_cache *c, struct tl_cached_block *b);
 const uint8_t *tl_cached_block_data(const struct tl_cached_block *b, size_t *size);

@@ -282,7 +282,6 @@ int tl_sst_read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
     return read_blocks(tables, handles, n, refs, true);
 }
 
-/* Decodes the index block into t->index, checking every handle and the order of the keys. */
 /* The 8 bytes at p (n of them there, the rest taken as 0) as a big-endian word: keys that
  * share what comes before compare as their words do, unless the words are equal. */
 static uint64_t key_word(const uint8_t *p, size_t n)
@@ -308,6 +307,7 @@ static int index_words_build(struct tl_sst *t)
     return 0;
 }
 
+/* Decodes the index block into t->index, checking every handle and the order of the keys. */
 static int parse_index(struct tl_sst *t, const uint8_t *data, size_t len)
 {
     uint64_t off = t->meta[META_INDEX].offset;

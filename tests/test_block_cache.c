@@ -379,12 +379,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void test_concurrent_lookups_and_inserts_from_four_threads(void)
+static void test_concurrent_lookups_and_inserts_from_four_threads(bool admission)
 {
-    /* Room for about half the keys, so that eviction runs all the time. */
+    /* Room for about half the keys, so that eviction (or refusal) runs all the time. */
     const size_t capacity = THREAD_KEYS / 2 * (64 + 256 + entry_charge(0));
     struct tl_block_cache *c = tl_block_cache_new(capacity);
     CHECK(c != NULL);
+    if (admission)
+        CHECK_OK(tl_block_cache_admit_on_second_miss(c, 160));
     struct worker w[THREADS];
     for (int i = 0; i < THREADS; i++) {
         w[i] = (struct worker){.cache = c, .seed = 1000 + (uint64_t)i};
@@ -417,7 +419,8 @@ int main(void)
     test_held_entry_survives_eviction_until_released();
     test_capacity_zero_keeps_nothing();
     test_block_larger_than_a_shard_is_not_cached();
-    test_concurrent_lookups_and_inserts_from_four_threads();
+    test_concurrent_lookups_and_inserts_from_four_threads(false);
+    test_concurrent_lookups_and_inserts_from_four_threads(true);
     printf("test_block_cache: all tests passed\n");
     return 0;
 }

@@ -893,94 +893,163 @@ static void test_sst_empty_and_unfiltered_tables(void)
 #define INDEX_GROUP 3000
 static size_t index_key(int i, char *buf)
 {
+    /* buf holds 24 bytes (struct key_list) */
     if (i == 0)
-        return (size_t)snprintf(buf, 32, "k");
+        return (size_t)snprintf(buf, 24, "k");
     if (i == 1)
-        return (size_t)snprintf(buf, 32, "kS");
+        return (size_t)snprintf(buf, 24, "kS");
     i -= 2;
     if (i < INDEX_GROUP)
-        return (size_t)snprintf(buf, 32, "kSAMEWORD%06d", 2 * i);
+        return (size_t)snprintf(buf, 24, "kSAMEWORD%06d", 2 * i);
     if (i == INDEX_GROUP)
-        return (size_t)snprintf(buf, 32, "kSAMEWORDS");
+        return (size_t)snprintf(buf, 24, "kSAMEWORDS");
     i -= INDEX_GROUP + 1;
     if (i < INDEX_GROUP)
-        return (size_t)snprintf(buf, 32, "kTAIL%06d", 2 * i);
-    return (size_t)snprintf(buf, 32, "kz");
+        return (size_t)snprintf(buf, 24, "kTAIL%06d", 2 * i);
+    return (size_t)snprintf(buf, 24, "kz");
 }
 
+/* The keys of an index test, in order. */
+struct key_list {
+    char (*key)[24];
+    size_t *len;
+    int n;
+};
+
 /* A seek lands on the smallest key >= the one sought, found here by a walk over the keys. */
-static void check_seek(struct tl_sst *t, const char *want_key, int n_keys)
+static void check_seek(struct tl_sst *t, const struct key_list *keys, const char *q, size_t qlen)
 {
-    size_t wlen = strlen(want_key);
-    char k[32];
     int expect = -1;
-    for (int i = 0; i < n_keys && expect < 0; i++) {
-        size_t klen = index_key(i, k);
-        if (tl_key_cmp(k, klen, want_key, wlen) >= 0)
+    for (int i = 0; i < keys->n && expect < 0; i++)
+        if (tl_key_cmp(keys->key[i], keys->len[i], q, qlen) >= 0)
             expect = i;
-    }
     struct tl_sst_iter *it;
     CHECK_OK(tl_sst_iter_new(t, false, &it));
-    CHECK_OK(tl_sst_iter_seek(it, want_key, wlen));
+    CHECK_OK(tl_sst_iter_seek(it, q, qlen));
     if (expect < 0) {
         CHECK(!tl_sst_iter_valid(it));
     } else {
         CHECK(tl_sst_iter_valid(it));
-        size_t klen = index_key(expect, k), glen;
+        size_t glen;
         const uint8_t *got = tl_sst_iter_key(it, &glen);
-        if (glen != klen || memcmp(got, k, klen) != 0) {
-            fprintf(stderr, "seek to '%s' found '%.*s', expected '%s'\n", want_key, (int)glen,
-                    (const char *)got, k);
+        if (glen != keys->len[expect] || memcmp(got, keys->key[expect], glen) != 0) {
+            fprintf(stderr,
+                    "seek to a key of %zu bytes found the wrong key (%zu bytes), "
+                    "expected key %d\n",
+                    qlen, glen, expect);
             exit(1);
         }
     }
     tl_sst_iter_free(it);
 }
 
-/* The index search with small blocks: keys shorter than the common prefix and the word after
- * it, long runs of blocks whose words are equal, and keys sought outside the table. */
-static void test_sst_index_search(void)
+/* Builds a table of the keys with blocks of 128 bytes, and checks every key's get and seek, a
+ * byte past each key, each key less its last byte, and the extra queries. */
+static void check_index_search(const char *name, const struct key_list *keys,
+                               const char *const *extra, const size_t *extra_len, size_t n_extra)
 {
     char path[PATH_BYTES];
-    path_of("index.sst", path);
+    path_of(name, path);
     struct tl_sst_builder *b;
     struct tl_sst_builder_options o = options(TL_COMPRESS_LZ4, 0);
     o.block_size_bytes = 128;
     CHECK_OK(tl_sst_builder_new(path, &o, &b));
-    int n = 2 * INDEX_GROUP + 4;
-    char k[32];
     uint8_t v[VALUE_MAX];
     size_t vlen = value_of(1, v);
-    for (int i = 0; i < n; i++) {
-        size_t klen = index_key(i, k);
-        CHECK_OK(tl_sst_builder_add(b, k, klen, v, vlen));
-    }
+    for (int i = 0; i < keys->n; i++)
+        CHECK_OK(tl_sst_builder_add(b, keys->key[i], keys->len[i], v, vlen));
     struct tl_sst_props p;
     CHECK_OK(tl_sst_builder_finish(b, &p));
-    CHECK(p.data_blocks > 200);
+    CHECK(p.data_blocks > 100);
     tl_sst_props_free(&p);
     struct tl_sst *t;
     CHECK_OK(tl_sst_open(path, 1, NULL, &t));
     struct tl_block_ref ref;
     const uint8_t *val;
-    for (int i = 0; i < n; i++) {
-        size_t klen = index_key(i, k);
-        CHECK_EQ_INT(tl_sst_get(t, k, klen, tl_hash64(k, klen), &ref, &val, &vlen), 1);
+    char q[32];
+    for (int i = 0; i < keys->n; i++) {
+        size_t klen = keys->len[i];
+        memcpy(q, keys->key[i], klen);
+        CHECK_EQ_INT(tl_sst_get(t, q, klen, tl_hash64(q, klen), &ref, &val, &vlen), 1);
         tl_block_ref_release(&ref);
-        check_seek(t, k, n);
-        /* Just past each key: absent, and the seek lands on the next one. */
-        k[klen] = '0';
-        k[klen + 1] = 0;
-        CHECK_EQ_INT(tl_sst_get(t, k, klen + 1, tl_hash64(k, klen + 1), &ref, &val, &vlen), 0);
-        check_seek(t, k, n);
+        check_seek(t, keys, q, klen);
+        q[klen] = 0; /* just past the key: the next key, or absent */
+        bool next_is_key = i + 1 < keys->n && keys->len[i + 1] == klen + 1 &&
+                           memcmp(keys->key[i + 1], q, klen + 1) == 0;
+        int found = tl_sst_get(t, q, klen + 1, tl_hash64(q, klen + 1), &ref, &val, &vlen);
+        CHECK_EQ_INT(found, next_is_key ? 1 : 0);
+        if (found > 0)
+            tl_block_ref_release(&ref);
+        check_seek(t, keys, q, klen + 1);
+        if (klen > 1)
+            check_seek(t, keys, q, klen - 1);
     }
-    static const char *outside[] = {"",           "a",         "j~",        "kA",
-                                    "kSAMEWORC",  "kSAMEWORD", "kSAMEWORE", "kSAMEWORD999999",
-                                    "kSAMEWORDT", "kTAIL",     "kTAIM",     "ky",
-                                    "kz0",        "l",         "\xff"};
-    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
-        check_seek(t, outside[i], n);
+    for (size_t i = 0; i < n_extra; i++)
+        check_seek(t, keys, extra[i], extra_len[i]);
     tl_sst_close(t);
+}
+
+static struct key_list key_list_new(int n)
+{
+    struct key_list k = {malloc((size_t)n * sizeof *k.key), malloc((size_t)n * sizeof *k.len), n};
+    CHECK(k.key && k.len);
+    return k;
+}
+
+static void key_list_free(struct key_list *k)
+{
+    free(k->key);
+    free(k->len);
+}
+
+/* The index search: keys shorter than the common prefix ("k") and the word after it, long runs
+ * of blocks whose words are equal, and keys sought outside the table. */
+static void test_sst_index_search(void)
+{
+    struct key_list keys = key_list_new(2 * INDEX_GROUP + 4);
+    for (int i = 0; i < keys.n; i++)
+        keys.len[i] = index_key(i, keys.key[i]);
+    static const char *const extra[] = {
+        "a",          "j~",    "kA",    "kSAMEWORC", "kSAMEWORD", "kSAMEWORE", "kSAMEWORD999999",
+        "kSAMEWORDT", "kTAIL", "kTAIM", "ky",        "kz0",       "l",         "\xff"};
+    size_t extra_len[sizeof extra / sizeof extra[0]];
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+        extra_len[i] = strlen(extra[i]);
+    check_index_search("index.sst", &keys, extra, extra_len, sizeof extra / sizeof extra[0]);
+    key_list_free(&keys);
+}
+
+/* Binary keys behind a longer common prefix ("pppS"): zero bytes inside and at the end, so that
+ * words padded with zeros tie with real zeros, and queries shorter than the prefix. */
+static void test_sst_index_binary_keys(void)
+{
+    struct key_list keys = key_list_new(3002);
+    memcpy(keys.key[0], "pppS", 4);
+    keys.len[0] = 4;
+    memcpy(keys.key[1], "pppS\0", 5);
+    keys.len[1] = 5;
+    for (int i = 1; i <= 3000; i++) {
+        char *k = keys.key[i + 1];
+        memcpy(k, "pppS", 4);
+        k[4] = (char)(i >> 8);
+        k[5] = (char)(i & 0xff);
+        memset(k + 6, 0, (size_t)(i % 3));
+        keys.len[i + 1] = 6 + (size_t)(i % 3);
+    }
+    static const char *const extra[] = {"",
+                                        "p",
+                                        "pp",
+                                        "ppp",
+                                        "pppR",
+                                        "pppS\0\0\0",
+                                        "pppS\0\0\0\0\0\0\0\0\0",
+                                        "pppS\x0b\xb8\0\0\0",
+                                        "pppS\xff",
+                                        "pppT",
+                                        "\0"};
+    static const size_t extra_len[] = {0, 1, 2, 3, 4, 7, 13, 9, 5, 4, 1};
+    check_index_search("index-binary.sst", &keys, extra, extra_len, sizeof extra / sizeof extra[0]);
+    key_list_free(&keys);
 }
 
 int main(void)
@@ -1003,6 +1072,7 @@ int main(void)
     test_sst_builder_failures_leave_no_file();
     test_sst_empty_and_unfiltered_tables();
     test_sst_index_search();
+    test_sst_index_binary_keys();
 
     test_rmdir(tmpdir);
     free(tmpdir);
