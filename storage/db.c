@@ -1384,6 +1384,7 @@ struct replay_state {
     uint64_t skip_through;        /* records up to this one are in tables already */
     uint64_t flushed_seq;         /* the last record in the tables recovery wrote, or as above */
     uint64_t last_seq;
+    uint64_t records; /* replayed or skipped */
 };
 
 static int recovery_flush(struct replay_state *rs, struct tl_memtable *m)
@@ -1435,6 +1436,7 @@ static int replay_record(void *arg, uint64_t seq, const uint8_t *key, size_t kle
 {
     struct replay_state *rs = arg;
     rs->last_seq = seq;
+    rs->records++;
     if (seq <= rs->skip_through)
         return 0;
     uint64_t hash = tl_hash64(key, klen);
@@ -1546,13 +1548,17 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
     for (size_t i = first; i < n_wals; i++) {
         char path[TL_PATH_MAX];
         tl_wal_path(path, sizeof path, db->dir, wals[i]);
-        uint64_t last = rs.last_seq;
+        uint64_t last = rs.last_seq, records = rs.records;
         rs.segment = wals[i];
         rc = tl_wal_replay(path, i + 1 == n_wals, replay_record, &rs, &last);
         if (rc < 0)
             goto out;
         if (last > rs.last_seq)
             rs.last_seq = last;
+        /* A segment without records (opened, never written: restarts while flushes fail would
+         * pile them up) is needed by nobody. */
+        if (rs.records == records)
+            unlink(path);
     }
 
     /* One edit: the tables recovery wrote, the oldest segment a memtable needs (or a new one),
