@@ -101,6 +101,17 @@ static inline int64_t tl_unzigzag(uint64_t v)
     return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
+/* The 8 bytes of k from off as a big-endian word, bytes past len taken as 0. Keys that agree
+ * before off compare as their words do, unless the words are equal (zero padding ties "a" with
+ * "a\0"): sorting and searching on words touches whole keys only on a tie. */
+static inline uint64_t tl_key_word(const uint8_t *k, size_t len, size_t off)
+{
+    uint8_t b[8] = {0};
+    if (off < len)
+        memcpy(b, k + off, len - off < 8 ? len - off : 8);
+    return tl_get_u64_be(b);
+}
+
 /* Lexicographic byte comparison, shorter first on a common prefix. */
 static inline int tl_key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {

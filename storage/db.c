@@ -1565,7 +1565,9 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
      * and a new WAL segment for the writes to come. */
     uint64_t wal_number = db->next_file++;
     bool tail = atomic_load(&rs.m->entries) > 0;
-    uint64_t log_number = rs.n_held ? rs.held[0]->wal_number : tail ? rs.m->wal_number : wal_number;
+    if (!tail)
+        rs.m->wal_number = wal_number;
+    uint64_t log_number = rs.n_held ? rs.held[0]->wal_number : rs.m->wal_number;
     edit.has_log_number = true;
     edit.log_number = log_number;
     edit.has_next_file = true;
@@ -1589,8 +1591,6 @@ static int recover(struct tl_db *db, struct tl_version_edit *state)
         v->active = rs.m;
         rs.m->refs = 1;
         atomic_store(&rs.m->frozen, 0);
-        if (!tail)
-            rs.m->wal_number = wal_number;
         atomic_store(&db->active, rs.m);
         db->log_number = log_number;
     }

@@ -389,14 +389,6 @@ struct sort_ent {
     struct tl_cell *c;
 };
 
-static uint64_t key_word(const uint8_t *k, size_t len, size_t off)
-{
-    uint64_t v = 0;
-    for (size_t i = off; i < off + 8; i++)
-        v = v << 8 | (i < len ? k[i] : 0);
-    return v;
-}
-
 static inline bool ent_less(const struct sort_ent *x, const struct sort_ent *y)
 {
     if (x->hi != y->hi)
@@ -514,7 +506,8 @@ int tl_memtable_sort_depth(struct tl_memtable *m, int depth)
         if (w == SLOT_EMPTY)
             continue;
         struct tl_cell *c = cell_at(m, (uint32_t)w);
-        e[k++] = (struct sort_ent){key_word(c->key, c->klen, 0), key_word(c->key, c->klen, 8), c};
+        e[k++] =
+            (struct sort_ent){tl_key_word(c->key, c->klen, 0), tl_key_word(c->key, c->klen, 8), c};
     }
     ent_sort(e, k, depth);
     /* The cell pointers, packed into the front of the same array: entry i is read before

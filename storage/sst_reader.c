@@ -282,15 +282,6 @@ int tl_sst_read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
     return read_blocks(tables, handles, n, refs, true);
 }
 
-/* The 8 bytes at p (n of them there, the rest taken as 0) as a big-endian word: keys that
- * share what comes before compare as their words do, unless the words are equal. */
-static uint64_t key_word(const uint8_t *p, size_t n)
-{
-    uint8_t b[8] = {0};
-    memcpy(b, p, n < 8 ? n : 8);
-    return tl_get_u64_be(b);
-}
-
 /* The sorted keys all start with what the first and the last share. */
 static int index_words_build(struct tl_sst *t)
 {
@@ -302,7 +293,7 @@ static int index_words_build(struct tl_sst *t)
     if (!t->index_words)
         return tl_error(-ENOMEM, "%s: out of memory for the index", t->path);
     for (size_t i = 0; i < t->n_blocks; i++)
-        t->index_words[i] = key_word(t->index[i].key + skip, t->index[i].klen - skip);
+        t->index_words[i] = tl_key_word(t->index[i].key, t->index[i].klen, skip);
     t->index_skip = skip;
     return 0;
 }
@@ -647,6 +638,19 @@ bool tl_sst_may_contain(const struct tl_sst *t, uint64_t hash)
     return !t->filter || tl_bloom_may_contain(t->filter, t->filter_len, hash);
 }
 
+/* The first of w[lo, hi) above q (upper) or at least q, else hi. */
+static size_t word_bound(const uint64_t *w, size_t lo, size_t hi, uint64_t q, bool upper)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w[mid] < q || (upper && w[mid] == q))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* The first block whose last key is >= key, or n_blocks. A key that starts as every index key
  * does is placed by its next 8 bytes among the words, which share cache lines, and compared
  * whole only among blocks whose word equals its own. */
@@ -655,33 +659,9 @@ static size_t find_index(const struct tl_sst *t, const void *key, size_t klen)
     size_t lo = 0, hi = t->n_blocks;
     size_t skip = t->index_skip;
     if (hi > 0 && klen >= skip && memcmp(key, t->index[0].key, skip) == 0) {
-        uint64_t q = key_word((const uint8_t *)key + skip, klen - skip);
-        const uint64_t *w = t->index_words;
-        while (lo < hi) { /* the first word >= q */
-            size_t mid = lo + (hi - lo) / 2;
-            if (w[mid] < q)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        /* Past the blocks whose word is q, usually none or one: gallop, then halve. */
-        size_t n = t->n_blocks, a = lo, end = lo + 1;
-        hi = lo;
-        if (lo < n && w[lo] == q) {
-            for (size_t step = 1; end < n && w[end] <= q; step *= 2) {
-                a = end;
-                end = a + step;
-            }
-            if (end > n)
-                end = n;
-            for (hi = a + 1; hi < end;) {
-                size_t mid = hi + (end - hi) / 2;
-                if (w[mid] <= q)
-                    hi = mid + 1;
-                else
-                    end = mid;
-            }
-        }
+        uint64_t q = tl_key_word(key, klen, skip);
+        lo = word_bound(t->index_words, 0, hi, q, false);
+        hi = lo < hi && t->index_words[lo] == q ? word_bound(t->index_words, lo, hi, q, true) : lo;
     }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
