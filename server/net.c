@@ -634,17 +634,89 @@ static void log_client_error(struct tl_worker *w, struct net_client *nc, const c
            what);
 }
 
+/*
+ * Lookahead over a pipeline: while one request runs, the keys of the next LOOKAHEAD requests
+ * in the buffer have their memtable lookups prefetched, a stage further for each request run
+ * (tl_db_prefetch: slot, then cell, then value), so the cache misses of a pipeline's lookups
+ * overlap rather than follow one another. Requests are only peeked (tl_peek_request); each is
+ * parsed when its turn comes, so a peek that disagrees with the parser just ends the lookahead.
+ */
+#define LOOKAHEAD 3
+
+struct lookahead {
+    size_t next;  /* where the next request to peek starts */
+    bool stopped; /* a request could not be peeked: no lookahead past it */
+    int n;        /* peeked requests not yet run, oldest first */
+    struct {
+        size_t start;
+        const char *key;
+        size_t klen;
+    } q[LOOKAHEAD];
+};
+
+static void prefetch_key(struct tl_client *c, const char *key, size_t klen,
+                         enum tl_prefetch_stage stage)
+{
+    struct tl_dbkey k;
+    if (klen == 0 || tl_dbkey_make(&k, c->db, key, klen) != 0)
+        return;
+    tl_db_prefetch(tl_srv->db, k.p, k.len, stage);
+    tl_dbkey_free(&k);
+}
+
+/* The request at off is about to run: drops it from the queue, peeks ahead to refill it, and
+ * moves every queued key one stage on (the newest starts at the slot). */
+static void look_ahead(struct lookahead *la, struct tl_client *c, const char *buf, size_t len,
+                       size_t off)
+{
+    if (la->n > 0 && la->q[0].start == off) {
+        la->n--;
+        memmove(&la->q[0], &la->q[1], (size_t)la->n * sizeof la->q[0]);
+    } else if (la->n > 0 || la->next < off) {
+        /* Past a request that could not be peeked, or the peek and the parser disagree:
+         * start again from here. */
+        la->n = 0;
+        la->next = off;
+        la->stopped = false;
+    }
+    if (la->next == off && !la->stopped) {
+        /* Step over the request about to run. */
+        const char *key;
+        size_t klen, skip = tl_peek_request(buf + off, len - off, &key, &klen);
+        la->next = off + skip;
+        la->stopped = skip == 0;
+    }
+    while (!la->stopped && la->n < LOOKAHEAD && la->next < len) {
+        int i = la->n;
+        size_t skip =
+            tl_peek_request(buf + la->next, len - la->next, &la->q[i].key, &la->q[i].klen);
+        if (skip == 0) {
+            la->stopped = true;
+            break;
+        }
+        la->q[i].start = la->next;
+        la->next += skip;
+        la->n++;
+    }
+    /* The next request to run gets its value, the one after its cell, the newest its slot. */
+    for (int i = 0; i < la->n; i++)
+        prefetch_key(c, la->q[i].key, la->q[i].klen,
+                     (enum tl_prefetch_stage)(TL_PREFETCH_VALUE - i));
+}
+
 /* Parses and runs the requests in buf. Returns the bytes used; stops early when the client is
  * to be closed. */
 static size_t run_requests(struct tl_worker *w, struct net_client *nc, const char *buf, size_t len)
 {
     struct tl_client *c = &nc->c;
     struct tl_parse_limits lim = w->lim.parse;
+    struct lookahead la = {.next = 0};
     size_t off = 0;
     while (off < len && !c->close_after_reply && !c->closing) {
         struct tl_args args;
         size_t consumed = 0;
         char err[256];
+        look_ahead(&la, c, buf, len, off);
         lim.unauthenticated = !c->authenticated;
         int rc = tl_parse_request(buf + off, len - off, &lim, &args, &consumed, err, sizeof(err));
         if (rc == TL_PARSE_NEED_MORE) {

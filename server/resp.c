@@ -456,6 +456,42 @@ int tl_parse_request(const char *buf, size_t len, const struct tl_parse_limits *
     return r;
 }
 
+/* Reads "<digits>\r\n" at buf[*at], below len; returns false if it is not there whole. */
+static bool peek_count(const char *buf, size_t len, size_t *at, size_t *v)
+{
+    size_t i = *at, n = 0;
+    while (i < len && buf[i] >= '0' && buf[i] <= '9' && i - *at < 10)
+        n = n * 10 + (size_t)(buf[i++] - '0');
+    if (i == *at || i + 1 >= len || buf[i] != '\r' || buf[i + 1] != '\n')
+        return false;
+    *v = n;
+    *at = i + 2;
+    return true;
+}
+
+size_t tl_peek_request(const char *buf, size_t len, const char **key, size_t *klen)
+{
+    size_t at = 1, argc, n;
+    *key = NULL;
+    *klen = 0;
+    if (len == 0 || buf[0] != '*' || !peek_count(buf, len, &at, &argc) || argc == 0 ||
+        argc > TL_PEEK_MAX_ARGS)
+        return 0;
+    for (size_t i = 0; i < argc; i++) {
+        if (at >= len || buf[at] != '$')
+            return 0;
+        at++;
+        if (!peek_count(buf, len, &at, &n) || n > len || len - at < n + 2)
+            return 0;
+        if (i == 1) {
+            *key = buf + at;
+            *klen = n;
+        }
+        at += n + 2;
+    }
+    return at;
+}
+
 void tl_args_free(struct tl_args *args)
 {
     free(args->argv); /* one block holds the pointers, the lengths and the bytes */

@@ -302,6 +302,13 @@ struct tl_parse_limits {
 int tl_parse_request(const char *buf, size_t len, const struct tl_parse_limits *lim,
                      struct tl_args *args, size_t *consumed, char *err, size_t errlen);
 void tl_args_free(struct tl_args *args);
+/* Looks at the multibulk request at the start of buf without parsing it: returns its length
+ * in bytes and points *key at its second argument (the key of most commands; *klen 0 if it has
+ * one argument), or returns 0 when the request is incomplete, inline, malformed or has more
+ * than TL_PEEK_MAX_ARGS arguments. Only a hint (net.c prefetches keys with it): the request is
+ * parsed by tl_parse_request when its turn comes. */
+#define TL_PEEK_MAX_ARGS 16
+size_t tl_peek_request(const char *buf, size_t len, const char **key, size_t *klen);
 
 /* ---- the command table (commands.c) ---------------------------------------------------------- */
 

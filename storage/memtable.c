@@ -129,6 +129,40 @@ struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t 
     return NULL;
 }
 
+/* Slots a prefetch looks at before giving up: a probe sequence is usually one or two long. */
+#define PREFETCH_PROBES 4
+
+void tl_memtable_prefetch(const struct tl_memtable *m, uint64_t hash, int stage)
+{
+    uint64_t i = hash & m->mask;
+    if (stage == 0) {
+        __builtin_prefetch((const void *)&m->slots[i]);
+        return;
+    }
+    uint64_t tag = hash & 0xffffffff00000000ull;
+    for (int n = 0; n < PREFETCH_PROBES; n++, i = (i + 1) & m->mask) {
+        uint64_t w = atomic_load_explicit(&m->slots[i], memory_order_relaxed);
+        if (w == SLOT_EMPTY)
+            return;
+        if ((w & 0xffffffff00000000ull) != tag)
+            continue;
+        uint32_t off = (uint32_t)w;
+        if (off > m->arena_bytes - sizeof(struct tl_cell))
+            return;
+        const struct tl_cell *c = cell_at(m, off);
+        if (stage == 1) {
+            /* The header and a short key: up to two lines. */
+            __builtin_prefetch(c);
+            __builtin_prefetch((const uint8_t *)c + sizeof *c + 16);
+            return;
+        }
+        uint32_t b = atomic_load_explicit(&c->bytes_off, memory_order_relaxed);
+        if (b != 0 && b < m->arena_bytes)
+            __builtin_prefetch(m->arena + b); /* an address: never read here */
+        return;
+    }
+}
+
 /* Publishes s's value fields; bytes_off already holds the value's arena offset if any. */
 static void cell_store(struct tl_cell *c, const struct tl_cell_snap *s, uint32_t bytes_off)
 {

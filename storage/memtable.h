@@ -119,6 +119,11 @@ void tl_memtable_reset(struct tl_memtable *m);
 
 struct tl_cell *tl_memtable_find(struct tl_memtable *m, const void *key, size_t klen,
                                  uint64_t hash);
+/* Loads into the cache, without waiting, stage 0: the slot where key hash's probe starts;
+ * 1: its cell (read through the slot); 2: the cell's byte value (read through the cell).
+ * Reads the table without the engine's protection: it may be stale, never unsafe (tables are
+ * reset, not freed, while the engine is open; a prefetch never faults). */
+void tl_memtable_prefetch(const struct tl_memtable *m, uint64_t hash, int stage);
 /* Inserts a cell for key holding *init (bytes copied into the arena). Returns the cell (an
  * existing one if another thread inserted the key first: *inserted tells), or NULL when the
  * table is full. */

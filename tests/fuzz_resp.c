@@ -5,7 +5,8 @@
  * first bytes, appended to a query buffer that is parsed in a loop until the parser wants more
  * or rejects it. Small limits make every limit path reachable. Each accepted request is
  * checked: lengths inside what was received, each argument NUL-terminated, the consumed count
- * within the buffer; a NEED_MORE must ask for more than is buffered. Each request's arguments
+ * within the buffer; a NEED_MORE must ask for more than is buffered, and a request the
+ * peek (tl_peek_request) passes over must be the one parsed. Each request's arguments
  * are also encoded back as a reply, to run the encoders over arbitrary bytes.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Iserver -Istorage tests/fuzz_resp.c
@@ -39,7 +40,11 @@ static bool drain(struct tl_buf *q, const struct tl_parse_limits *lim, struct tl
         size_t used;
         char err[128];
         int r = tl_parse_request(q->data + off, q->len - off, lim, &a, &used, err, sizeof err);
+        const char *key;
+        size_t klen;
+        size_t peeked = tl_peek_request(q->data + off, q->len - off, &key, &klen);
         if (r == TL_PARSE_NEED_MORE) {
+            check(peeked == 0);
             check(used > q->len - off);
             check(a.argc == 0 && a.argv == NULL);
             break;
@@ -53,6 +58,9 @@ static bool drain(struct tl_buf *q, const struct tl_parse_limits *lim, struct tl
         }
         check(r == TL_PARSE_OK);
         check(used > 0 && used <= q->len - off);
+        /* A peeked request is the one parsed, its key the second argument. */
+        check(peeked == 0 || (peeked == used && a.argc >= 1 && a.argc <= TL_PEEK_MAX_ARGS));
+        check(peeked == 0 || a.argc < 2 || (klen == a.len[1] && memcmp(key, a.argv[1], klen) == 0));
         /* A multibulk request has at most FUZZ_MAX_MULTIBULK arguments, an inline one at most
          * one per two bytes of its line. */
         check(a.argc >= 0 && a.argc <= FUZZ_INLINE_MAX / 2 + 1);

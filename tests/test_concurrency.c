@@ -8,7 +8,8 @@
  * running total. A fifth thread calls tl_db_flush and tl_db_compact_range (whole and partial)
  * meanwhile, and the memtable is small, so memtables are frozen and flushed many times. At the
  * end every key must hold exactly the sum of all threads' increments (through tl_db_get and a
- * full iterator scan), before and after close + reopen. Meant to run clean under
+ * full iterator scan), before and after close + reopen. Every increment is preceded by a
+ * tl_db_prefetch hint for its key (stages in turn). Meant to run clean under
  * -fsanitize=thread too.
  *
  * Usage: test_concurrency [seed]; the seed also comes from $TALLY_SEED, else from the time.
@@ -127,6 +128,10 @@ static void *worker_main(void *p)
         if (delta == 0)
             delta = 7;
         int64_t result = 0;
+        /* A prefetch hint on the way, racing the other writers and the memtable switches: it
+         * must neither change a value nor read outside what the engine owns (run under TSan
+         * and ASan). */
+        tl_db_prefetch(db, key, kl, (enum tl_prefetch_stage)(op % 3));
         int rc = tl_db_incr(db, key, kl, delta, &result, NULL);
         if (rc != 0) {
             snprintf(w->err, sizeof w->err,

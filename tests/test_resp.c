@@ -51,11 +51,60 @@ static void dump_bytes(const void *p, size_t n)
     fprintf(stderr, "\"%s\n", shown < n ? "..." : "");
 }
 
-/* Parses one request from the start of buf; checks the result and returns the arguments. */
+/* tl_peek_request agrees with the parser: a request it peeks has the parser's length and its
+ * second argument as the key; a request the parser needs more bytes for, an inline one, "*0"
+ * or one of more than TL_PEEK_MAX_ARGS arguments is not peeked. (The peek may pass over
+ * requests in forms clients do not send, which the parser takes: "\rx" for "\r\n".) */
+static void check_peek(const char *buf, size_t len, int r, const struct tl_args *a, size_t consumed)
+{
+    const char *key;
+    size_t klen;
+    size_t n = tl_peek_request(buf, len, &key, &klen);
+    if (r == TL_PARSE_NEED_MORE || len == 0 || buf[0] != '*') {
+        CHECK_EQ_INT(n, 0);
+    } else if (r == TL_PARSE_OK && a->argc >= 1 && a->argc <= TL_PEEK_MAX_ARGS && n > 0) {
+        CHECK_EQ_INT(n, consumed);
+        if (a->argc >= 2)
+            CHECK_BYTES(key, klen, a->argv[1], a->len[1]);
+        else
+            CHECK_EQ_INT(klen, 0);
+    } else if (r == TL_PARSE_OK && (a->argc == 0 || a->argc > TL_PEEK_MAX_ARGS)) {
+        CHECK_EQ_INT(n, 0);
+    }
+}
+
+/* Parses one request from the start of buf; checks the result and returns the arguments. Every
+ * parse also checks the peek (check_peek). */
 static int parse(const char *buf, size_t len, const struct tl_parse_limits *lim, struct tl_args *a,
                  size_t *consumed, char *err, size_t errlen)
 {
-    return tl_parse_request(buf, len, lim, a, consumed, err, errlen);
+    int r = tl_parse_request(buf, len, lim, a, consumed, err, errlen);
+    check_peek(buf, len, r, a, *consumed);
+    return r;
+}
+
+static void test_peek(void)
+{
+    static const char get[] = "*2\r\n$3\r\nGET\r\n$5\r\nab\0cd\r\n*1\r\n$4\r\nPING\r\n";
+    const char *key;
+    size_t klen;
+    CHECK_EQ_INT(tl_peek_request(get, sizeof get - 1, &key, &klen), 24);
+    CHECK_BYTES(key, klen, "ab\0cd", 5);
+    CHECK_EQ_INT(tl_peek_request(get + 24, sizeof get - 1 - 24, &key, &klen), 14);
+    CHECK_EQ_INT(klen, 0);
+    for (size_t k = 0; k < 24; k++)
+        CHECK_EQ_INT(tl_peek_request(get, k, &key, &klen), 0);
+    CHECK_EQ_INT(tl_peek_request("GET k\r\n", 7, &key, &klen), 0);
+    CHECK_EQ_INT(tl_peek_request("*0\r\n", 4, &key, &klen), 0);
+    CHECK_EQ_INT(tl_peek_request("*2\r\n:1\r\n:2\r\n", 12, &key, &klen), 0);
+    CHECK_EQ_INT(tl_peek_request("*1\r\n$99999999999\r\n", 20, &key, &klen), 0);
+    /* One argument more than a peek looks at. */
+    struct tl_buf wire = {0};
+    CHECK_OK(tl_buf_printf(&wire, "*%d\r\n", TL_PEEK_MAX_ARGS + 1));
+    for (int i = 0; i <= TL_PEEK_MAX_ARGS; i++)
+        CHECK_OK(tl_buf_append(&wire, "$1\r\nx\r\n", 7));
+    CHECK_EQ_INT(tl_peek_request(wire.data, wire.len, &key, &klen), 0);
+    tl_buf_free(&wire);
 }
 
 /* Checks that buf parses to exactly the arguments want[0..argc) using all len bytes, and that
@@ -425,6 +474,13 @@ static void test_random_round_trip(void)
             CHECK_EQ_INT(a.argc, argcs[r]);
             for (int i = 0; i < a.argc; i++)
                 CHECK_BYTES(a.argv[i], a.len[i], args[r][i], arglen[r][i]);
+            /* Requests as clients encode them: peeked whenever they are not too long. */
+            const char *key;
+            size_t klen;
+            size_t peeked = tl_peek_request(q.data + off, q.len - off, &key, &klen);
+            if (a.argc >= 1 && a.argc <= TL_PEEK_MAX_ARGS)
+                CHECK_EQ_INT(peeked, used);
+            check_peek(q.data + off, q.len - off, res, &a, used);
             tl_args_free(&a);
             off += used;
             r++;
@@ -639,6 +695,7 @@ int main(void)
     test_inline();
     test_inline_errors();
     test_pipelined();
+    test_peek();
     test_random_round_trip();
     test_replies_common();
     test_replies_long();
