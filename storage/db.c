@@ -104,6 +104,9 @@ static int check_options(const struct tl_options *o)
                         "L0 triggers must satisfy 1 <= compaction (%d) <= slowdown "
                         "(%d) <= stop (%d)",
                         o->l0_compaction_trigger, o->l0_slowdown_trigger, o->l0_stop_trigger);
+    if (o->l0_stop_trigger > TL_MAX_L0_STOP_TRIGGER)
+        return tl_error(-EINVAL, "l0_stop_trigger is %d: the largest allowed is %d",
+                        o->l0_stop_trigger, TL_MAX_L0_STOP_TRIGGER);
     if (o->max_value_bytes > TL_MAX_VALUE_BYTES)
         return tl_error(-EINVAL, "max_value_bytes is %zu: the largest allowed is %u (16 MiB)",
                         o->max_value_bytes, TL_MAX_VALUE_BYTES);
@@ -269,8 +272,12 @@ static int throttle_l0(struct tl_db *db)
 
 /* ---- reads ------------------------------------------------------------------------------ */
 
-/* The SSTable candidates for a key, in the order they must be folded (newest first). */
+/* The SSTable candidates for a key, in the order they must be folded (newest first): L0 holds
+ * at most TL_MAX_L0_STOP_TRIGGER files, plus those that frozen memtables (TL_MAX_IMMUTABLE)
+ * add while writers wait, and each deeper level one. */
 #define TL_MAX_CANDIDATES 64
+_Static_assert(TL_MAX_L0_STOP_TRIGGER + TL_MAX_IMMUTABLE + 2 + TL_MAX_LEVELS <= TL_MAX_CANDIDATES,
+               "a read's candidate tables must fit TL_MAX_CANDIDATES");
 
 int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, const void *key,
                      size_t klen, uint64_t hash, struct tl_fold *f)
@@ -291,13 +298,20 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
             return tl_fold_own_bytes(f);
     }
 
+    /* Every table whose range holds key may hold a record of it: none is left out (the
+     * guard makes sure they fit). */
+    if (v->n_files[0] + TL_MAX_LEVELS > TL_MAX_CANDIDATES)
+        return tl_error(-EOVERFLOW,
+                        "%s: level 0 holds %zu tables, more than a read can look at (%d); "
+                        "retry once compaction has merged them",
+                        db->dir, v->n_files[0], TL_MAX_CANDIDATES - TL_MAX_LEVELS);
     struct tl_sst *tables[TL_MAX_CANDIDATES];
     struct tl_block_handle handles[TL_MAX_CANDIDATES];
     struct tl_block_ref refs[TL_MAX_CANDIDATES];
     size_t n = 0;
-    for (int l = 0; l < db->opt.num_levels && n < TL_MAX_CANDIDATES; l++) {
+    for (int l = 0; l < db->opt.num_levels; l++) {
         if (l == 0) {
-            for (size_t i = 0; i < v->n_files[0] && n < TL_MAX_CANDIDATES; i++) {
+            for (size_t i = 0; i < v->n_files[0]; i++) {
                 struct tl_table *t = v->levels[0][i];
                 if (tl_key_cmp(key, klen, t->meta.smallest, t->meta.smallest_len) < 0 ||
                     tl_key_cmp(key, klen, t->meta.largest, t->meta.largest_len) > 0)

@@ -27,7 +27,10 @@ extern "C" {
 #define TL_MAX_KEY_BYTES   65536
 #define TL_MAX_VALUE_BYTES (16u << 20) /* the largest max_value_bytes */
 #define TL_MAX_LEVELS      7
-#define TL_VERSION_STRING  "0.1.0"
+/* The most L0 files an l0_stop_trigger may allow: a read looks at each table whose range
+ * holds its key, and at most 64 of them at once. */
+#define TL_MAX_L0_STOP_TRIGGER 40
+#define TL_VERSION_STRING      "0.1.0"
 
 /* Error codes beyond errno. */
 #define TL_ECORRUPT   (-4001) /* a checksum or format check failed on disk */
@@ -67,7 +70,8 @@ struct tl_options {
     int bloom_bits_per_key;      /* 10; 0 disables the filter */
     int l0_compaction_trigger;   /* L0 files that start a compaction; 4 */
     int l0_slowdown_trigger;     /* L0 files at which each write is delayed 1 ms; 12 */
-    int l0_stop_trigger;         /* L0 files at which writes wait for compaction; 20 */
+    int l0_stop_trigger;         /* L0 files at which writes wait for compaction; 20, at most
+                                  * TL_MAX_L0_STOP_TRIGGER */
     uint64_t level1_bytes;       /* target size of L1; each level below is x multiplier; 64 MiB */
     int level_multiplier;        /* 10 */
     uint64_t target_file_bytes;  /* size at which compaction output is split; 64 MiB */

@@ -279,6 +279,10 @@ int main(void)
     CHECK_EQ_INT(tl_db_open(dir, &o, NULL), -EINVAL);
     CHECK(strstr(tl_last_error(), "num_levels"));
     o.num_levels = 7;
+    o.l0_stop_trigger = TL_MAX_L0_STOP_TRIGGER + 1; /* more L0 tables than a read looks at */
+    CHECK_EQ_INT(tl_db_open(dir, &o, NULL), -EINVAL);
+    CHECK(strstr(tl_last_error(), "l0_stop_trigger"));
+    o.l0_stop_trigger = TL_MAX_L0_STOP_TRIGGER;
     tl_db *db;
     CHECK_OK(tl_db_open(dir, &o, &db));
     test_errors(db);
