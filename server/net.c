@@ -22,7 +22,8 @@
  * one io_uring_submit_and_wait, which submits what the turn queued and sleeps for the next.
  *
  * Input: bytes are parsed straight from the receive buffer when nothing is buffered (only an
- * incomplete tail is copied into c->query) and each request is dispatched at once. A protocol
+ * incomplete tail is copied into c->query) and each request is dispatched at once; the keys of
+ * the next requests are prefetched meanwhile (look_ahead). A protocol
  * error is answered with the parser's error line, then the connection is closed. Limits:
  * client-query-buffer-limit on c->query; client-output-buffer-limit on the replies held,
  * checked after every command; maxclients and protected mode at accept; timeout at the tick.
