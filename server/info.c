@@ -266,16 +266,20 @@ static void info_cluster(struct tl_buf *b, struct info_ctx *x)
 
 /* One line per database that has keys. Counting walks every key, once for all databases
  * (O(keys), as DBSIZE of every database at once): INFO keyspace, and INFO or INFO all, cost that
- * much. Tally does not count keys with an expiry; it reports 0 as Redis does for none. Keys of
+ * much. expires counts the keys with a time to live (windowed series have one of their own),
+ * avg_ttl is their mean time to live in milliseconds (exact, where Redis estimates it). Keys of
  * a database at or past `databases` (left by a run with more) are shown too: they are stored. */
 static void info_keyspace(struct tl_buf *b, struct info_ctx *x)
 {
-    uint64_t counts[TL_DATABASES_MAX];
-    if (!tl_srv->db || tl_keyspace_count_all(tl_srv->db, counts) < 0)
+    struct tl_keyspace_counts counts[TL_DATABASES_MAX];
+    if (!tl_srv->db || tl_keyspace_count_all(tl_srv->db, tl_now_ms(), counts) < 0)
         return;
-    for (int db = 0; db < TL_DATABASES_MAX; db++)
-        if (counts[db] > 0)
-            tl_buf_printf(b, "db%d:keys=%" PRIu64 ",expires=0,avg_ttl=0\r\n", db, counts[db]);
+    for (int db = 0; db < TL_DATABASES_MAX; db++) {
+        const struct tl_keyspace_counts *c = &counts[db];
+        if (c->keys > 0)
+            tl_buf_printf(b, "db%d:keys=%" PRIu64 ",expires=%" PRIu64 ",avg_ttl=%" PRIu64 "\r\n",
+                          db, c->keys, c->expires, c->expires ? c->ttl_ms_sum / c->expires : 0);
+    }
 }
 
 /* Tally's own section: the LSM tree (DESIGN.md section 2). */

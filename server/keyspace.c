@@ -194,17 +194,30 @@ int tl_keyspace_walk(tl_db *engine, int (*fn)(void *arg, int db, tl_iter *it), v
     return rc < 0 ? rc : 0;
 }
 
+struct count_walk {
+    int64_t now_ms;
+    struct tl_keyspace_counts *counts;
+};
+
 static int count_key(void *arg, int db, tl_iter *it)
 {
-    (void)it;
-    ((uint64_t *)arg)[db]++;
+    struct count_walk *w = arg;
+    struct tl_keyspace_counts *c = &w->counts[db];
+    c->keys++;
+    int64_t expire = tl_iter_expire_ms(it);
+    if (expire > 0) {
+        c->expires++;
+        c->ttl_ms_sum += expire > w->now_ms ? (uint64_t)(expire - w->now_ms) : 0;
+    }
     return 0;
 }
 
-int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX])
+int tl_keyspace_count_all(tl_db *engine, int64_t now_ms,
+                          struct tl_keyspace_counts counts[TL_DATABASES_MAX])
 {
     memset(counts, 0, TL_DATABASES_MAX * sizeof counts[0]);
-    return tl_keyspace_walk(engine, count_key, counts);
+    struct count_walk w = {now_ms, counts};
+    return tl_keyspace_walk(engine, count_key, &w);
 }
 
 /* Compares an engine key with a range bound (memcmp order, a prefix first). */

@@ -198,9 +198,15 @@ void tl_dbkey_range(int db, struct tl_dbrange *r);
  * no database), 0 once past db's keys, or a negative engine error. tl_iter_next moves on. */
 int tl_dbiter_seek(tl_iter *it, int db, const char *key, size_t len);
 int tl_dbiter_key(tl_iter *it, int db, const char **key, size_t *klen);
-/* The keys of database db (DBSIZE); of every database in one walk (INFO keyspace). O(keys). */
+/* The keys of database db (DBSIZE); of every database in one walk (INFO keyspace), with those
+ * that have an expiry and the sum of their times to live at now_ms. O(keys). */
+struct tl_keyspace_counts {
+    uint64_t keys, expires;
+    uint64_t ttl_ms_sum;
+};
 int tl_keyspace_count(tl_db *engine, int db, uint64_t *count);
-int tl_keyspace_count_all(tl_db *engine, uint64_t counts[TL_DATABASES_MAX]);
+int tl_keyspace_count_all(tl_db *engine, int64_t now_ms,
+                          struct tl_keyspace_counts counts[TL_DATABASES_MAX]);
 /* Drops every key of every database (FLUSHALL) and keeps the stored window policies. */
 int tl_keyspace_drop_all(tl_db *engine);
 /* Calls fn with the iterator on each key of every database, in engine order; fn returns 0 to

@@ -475,6 +475,11 @@ int tl_iter_value(const tl_iter *it, struct tl_val *out)
     return rc < 0 ? rc : 0;
 }
 
+int64_t tl_iter_expire_ms(const tl_iter *it)
+{
+    return it->cur.has_expiry ? it->cur.expire_ms : 0;
+}
+
 void tl_iter_free(tl_iter *it)
 {
     if (!it)

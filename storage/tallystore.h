@@ -313,6 +313,8 @@ int tl_iter_next(tl_iter *it);
 const void *tl_iter_key(const tl_iter *it, size_t *klen);
 /* The current value; bytes are copied into *out. */
 int tl_iter_value(const tl_iter *it, struct tl_val *out);
+/* The current key's expiry (unix ms), or 0 when it has none; nothing is copied. */
+int64_t tl_iter_expire_ms(const tl_iter *it);
 void tl_iter_free(tl_iter *it);
 
 /*

@@ -1586,6 +1586,22 @@ static void test_databases(void)
                "INFO keyspace: expected db0:keys=5 and db1:keys=2, got %.300s",
                r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
     freeReplyObject(r);
+    /* Keys with a time to live are counted, with their mean time to live in ms. */
+    EXPECT_INT(CMD(c, "EXPIRE k 100"), 1);
+    EXPECT_INT(CMD(c, "PEXPIRE n 50000"), 1);
+    r = CMD(c, "INFO keyspace");
+    const char *line = r->type == REDIS_REPLY_STRING ? strstr(r->str, "db0:") : NULL;
+    unsigned long long keys = 0, expires = 0, avg = 0;
+    CHECK_TRUE(line &&
+                   sscanf(line, "db0:keys=%llu,expires=%llu,avg_ttl=%llu", &keys, &expires, &avg) ==
+                       3 &&
+                   keys == 5 && expires == 2 && avg > 70000 && avg <= 75000 &&
+                   strstr(r->str, "db1:keys=2,expires=0,avg_ttl=0"),
+               "INFO keyspace: expected db0:keys=5,expires=2,avg_ttl about 75000, got %.300s",
+               r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
+    freeReplyObject(r);
+    EXPECT_INT(CMD(c, "PERSIST k"), 1);
+    EXPECT_INT(CMD(c, "PERSIST n"), 1);
     r = CMD(d, "CLIENT INFO");
     CHECK_TRUE(r->type == REDIS_REPLY_STRING && strstr(r->str, " db=1 "),
                "CLIENT INFO after SELECT 1 lacks db=1: %.300s",
