@@ -278,7 +278,8 @@ static void info_keyspace(struct tl_buf *b, struct info_ctx *x)
         const struct tl_keyspace_counts *c = &counts[db];
         if (c->keys > 0)
             tl_buf_printf(b, "db%d:keys=%" PRIu64 ",expires=%" PRIu64 ",avg_ttl=%" PRIu64 "\r\n",
-                          db, c->keys, c->expires, c->expires ? c->ttl_ms_sum / c->expires : 0);
+                          db, c->keys, c->expires,
+                          c->expires ? (uint64_t)(c->ttl_ms_sum / (double)c->expires) : 0);
     }
 }
 

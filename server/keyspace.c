@@ -207,7 +207,7 @@ static int count_key(void *arg, int db, tl_iter *it)
     int64_t expire = tl_iter_expire_ms(it);
     if (expire > 0) {
         c->expires++;
-        c->ttl_ms_sum += expire > w->now_ms ? (uint64_t)(expire - w->now_ms) : 0;
+        c->ttl_ms_sum += expire > w->now_ms ? (double)(expire - w->now_ms) : 0;
     }
     return 0;
 }

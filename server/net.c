@@ -638,9 +638,10 @@ static void log_client_error(struct tl_worker *w, struct net_client *nc, const c
 /*
  * Lookahead over a pipeline: while one request runs, the keys of the next LOOKAHEAD requests
  * in the buffer have their memtable lookups prefetched, a stage further for each request run
- * (tl_db_prefetch: slot, then cell, then value), so the cache misses of a pipeline's lookups
- * overlap rather than follow one another. Requests are only peeked (tl_peek_request); each is
- * parsed when its turn comes, so a peek that disagrees with the parser just ends the lookahead.
+ * (tl_db_prefetch: slot, then cell, then value; each key hashed once, when peeked), so the cache
+ * misses of a pipeline's lookups overlap rather than follow one another. Requests are only peeked
+ * (tl_peek_request); each is parsed when its turn comes, so a peek that disagrees with the parser
+ * just ends the lookahead.
  */
 #define LOOKAHEAD 3
 
@@ -650,19 +651,20 @@ struct lookahead {
     int n;        /* peeked requests not yet run, oldest first */
     struct {
         size_t start;
-        const char *key;
-        size_t klen;
+        bool has_key;
+        uint64_t hash; /* of its engine key (tl_db_prefetch_hash), computed once */
     } q[LOOKAHEAD];
 };
 
-static void prefetch_key(struct tl_client *c, const char *key, size_t klen,
-                         enum tl_prefetch_stage stage)
+/* The prefetch hash of the engine key of the client's key; false if there is none. */
+static bool key_hash(struct tl_client *c, const char *key, size_t klen, uint64_t *hash)
 {
     struct tl_dbkey k;
     if (klen == 0 || tl_dbkey_make(&k, c->db, key, klen) != 0)
-        return;
-    tl_db_prefetch(tl_srv->db, k.p, k.len, stage);
+        return false;
+    *hash = tl_db_prefetch_hash(k.p, k.len);
     tl_dbkey_free(&k);
+    return true;
 }
 
 /* The request at off is about to run: drops it from the queue, peeks ahead to refill it, and
@@ -688,21 +690,22 @@ static void look_ahead(struct lookahead *la, struct tl_client *c, const char *bu
         la->stopped = skip == 0;
     }
     while (!la->stopped && la->n < LOOKAHEAD && la->next < len) {
-        int i = la->n;
-        size_t skip =
-            tl_peek_request(buf + la->next, len - la->next, &la->q[i].key, &la->q[i].klen);
+        const char *key;
+        size_t klen, skip = tl_peek_request(buf + la->next, len - la->next, &key, &klen);
         if (skip == 0) {
             la->stopped = true;
             break;
         }
+        int i = la->n++;
         la->q[i].start = la->next;
+        la->q[i].has_key = key_hash(c, key, klen, &la->q[i].hash);
         la->next += skip;
-        la->n++;
     }
     /* The next request to run gets its value, the one after its cell, the newest its slot. */
     for (int i = 0; i < la->n; i++)
-        prefetch_key(c, la->q[i].key, la->q[i].klen,
-                     (enum tl_prefetch_stage)(TL_PREFETCH_VALUE - i));
+        if (la->q[i].has_key)
+            tl_db_prefetch(tl_srv->db, la->q[i].hash,
+                           (enum tl_prefetch_stage)(TL_PREFETCH_VALUE - i));
 }
 
 /* Parses and runs the requests in buf. Returns the bytes used; stops early when the client is

@@ -202,7 +202,7 @@ int tl_dbiter_key(tl_iter *it, int db, const char **key, size_t *klen);
  * that have an expiry and the sum of their times to live at now_ms. O(keys). */
 struct tl_keyspace_counts {
     uint64_t keys, expires;
-    uint64_t ttl_ms_sum;
+    double ttl_ms_sum; /* a double: 10^8 keys of far-off expiries overflow 64 bits */
 };
 int tl_keyspace_count(tl_db *engine, int db, uint64_t *count);
 int tl_keyspace_count_all(tl_db *engine, int64_t now_ms,

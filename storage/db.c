@@ -400,13 +400,18 @@ int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
     return rc;
 }
 
-void tl_db_prefetch(tl_db *db, const void *key, size_t klen, enum tl_prefetch_stage stage)
+uint64_t tl_db_prefetch_hash(const void *key, size_t klen)
+{
+    return tl_hash64(key, klen);
+}
+
+void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage)
 {
     /* The active table without entering it as a writer: a table is reset, never freed, while
      * the engine is open, so a stale one costs a wasted load at worst. */
     struct tl_memtable *m = atomic_load_explicit(&db->active, memory_order_acquire);
-    if (m && klen <= TL_MAX_KEY_BYTES)
-        tl_memtable_prefetch(m, tl_hash64(key, klen), (int)stage);
+    if (m)
+        tl_memtable_prefetch(m, hash, (int)stage);
 }
 
 /* ---- writes ----------------------------------------------------------------------------- */

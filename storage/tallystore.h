@@ -146,19 +146,21 @@ int tl_db_wait(tl_db *db, uint64_t seq, enum tl_wait what);
 uint64_t tl_db_written_seq(tl_db *db);
 uint64_t tl_db_durable_seq(tl_db *db);
 
-/* A hint that key is about to be read or written, for callers that know their next keys (a
+/* A hint that a key is about to be read or written, for callers that know their next keys (a
  * pipeline of requests): starts loading, without waiting, the active memtable's part of the
- * key's lookup. Give each key the stages in order, a few other operations apart, so each stage
- * finds what the one before brought into the cache: TL_PREFETCH_SLOT (the hash slot),
- * TL_PREFETCH_CELL (the key's cell, found through the slot), TL_PREFETCH_VALUE (a byte value's
- * bytes, found through the cell). A stage whose data is not cached yet waits for it; a stale or
- * wrong hint costs time, never a wrong answer. Safe from any thread while the database is open. */
+ * key's lookup. Hash the key once with tl_db_prefetch_hash, then give that hash the stages in
+ * order, a few other operations apart, so each stage finds what the one before brought into
+ * the cache: TL_PREFETCH_SLOT (the hash slot), TL_PREFETCH_CELL (the key's cell, found through
+ * the slot), TL_PREFETCH_VALUE (a byte value's bytes, found through the cell). A stage whose
+ * data is not cached yet waits for it; a stale or wrong hint costs time, never a wrong answer.
+ * Safe from any thread while the database is open. */
 enum tl_prefetch_stage {
     TL_PREFETCH_SLOT = 0,
     TL_PREFETCH_CELL = 1,
     TL_PREFETCH_VALUE = 2,
 };
-void tl_db_prefetch(tl_db *db, const void *key, size_t klen, enum tl_prefetch_stage stage);
+uint64_t tl_db_prefetch_hash(const void *key, size_t klen);
+void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage);
 
 /* Reads key. Returns 1 and fills *out when it exists, 0 when it does not or has expired: as in
  * Redis, a key is expired once the clock is past its expire_ms (at expire_ms it still exists). */

@@ -131,7 +131,7 @@ static void *worker_main(void *p)
         /* A prefetch hint on the way, racing the other writers and the memtable switches: it
          * must neither change a value nor read outside what the engine owns (run under TSan
          * and ASan). */
-        tl_db_prefetch(db, key, kl, (enum tl_prefetch_stage)(op % 3));
+        tl_db_prefetch(db, tl_db_prefetch_hash(key, kl), (enum tl_prefetch_stage)(op % 3));
         int rc = tl_db_incr(db, key, kl, delta, &result, NULL);
         if (rc != 0) {
             snprintf(w->err, sizeof w->err,
