@@ -279,6 +279,25 @@ static int throttle_l0(struct tl_db *db)
 _Static_assert(TL_MAX_L0_STOP_TRIGGER + TL_MAX_IMMUTABLE + 2 + TL_MAX_LEVELS <= TL_MAX_CANDIDATES,
                "a read's candidate tables must fit TL_MAX_CANDIDATES");
 
+/* Folds key's record in the block ref holds, if it has one, into f: 1 once f holds a whole
+ * value, 0 if the walk must go on, or an error naming the table. */
+static int fold_block(struct tl_fold *f, const struct tl_block_ref *ref, const void *key,
+                      size_t klen)
+{
+    const uint8_t *val;
+    size_t vlen;
+    int found = tl_sst_block_get(ref, key, klen, &val, &vlen);
+    if (found <= 0)
+        return found;
+    struct tl_record r;
+    if (tl_record_decode(val, vlen, &r) < 0)
+        return tl_error(TL_ECORRUPT,
+                        "%s: an entry of the block at offset %llu does not decode; run tallyctl "
+                        "verify on the data directory",
+                        tl_sst_path(ref->table), (unsigned long long)ref->offset);
+    return tl_fold_add(f, &r) ? 1 : 0;
+}
+
 int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, const void *key,
                      size_t klen, uint64_t hash, struct tl_fold *f)
 {
@@ -299,7 +318,11 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
     }
 
     /* Every table whose range holds key may hold a record of it: none is left out (the
-     * guard makes sure they fit). */
+     * guard makes sure they fit). They are visited newest first. While their blocks are in the
+     * cache, each is searched as it comes, and the walk stops at the first whole value (a
+     * counter written in several tables is found in the newest, the others not searched).
+     * From the first block the cache lacks, that block and the remaining candidates are read
+     * as one batch, whose misses go to the disk together. */
     if (v->n_files[0] + TL_MAX_LEVELS > TL_MAX_CANDIDATES)
         return tl_error(-EOVERFLOW,
                         "%s: level 0 holds %zu tables, more than a read can look at (%d); "
@@ -308,59 +331,58 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
     struct tl_sst *tables[TL_MAX_CANDIDATES];
     struct tl_block_handle handles[TL_MAX_CANDIDATES];
     struct tl_block_ref refs[TL_MAX_CANDIDATES];
-    size_t n = 0;
-    for (int l = 0; l < db->opt.num_levels; l++) {
-        if (l == 0) {
-            for (size_t i = 0; i < v->n_files[0]; i++) {
-                struct tl_table *t = v->levels[0][i];
-                if (tl_key_cmp(key, klen, t->meta.smallest, t->meta.smallest_len) < 0 ||
-                    tl_key_cmp(key, klen, t->meta.largest, t->meta.largest_len) > 0)
-                    continue;
-                if (!tl_sst_may_contain(t->sst, hash) ||
-                    !tl_sst_find_block(t->sst, key, klen, &handles[n]))
-                    continue;
-                tables[n++] = t->sst;
+    size_t n = 0, held = 0;  /* candidates; of them, blocks held in refs (all searched) */
+    size_t batch = SIZE_MAX; /* the first candidate whose block the cache lacked */
+    bool whole = false;
+    int rc = 0;
+    for (int l = 0; l < db->opt.num_levels && !whole; l++) {
+        size_t count = l == 0 ? v->n_files[0] : 1;
+        ssize_t at = 0;
+        if (l > 0 && (at = tl_level_find(v, l, key, klen)) < 0)
+            continue;
+        for (size_t i = 0; i < count && !whole; i++) {
+            struct tl_table *t = v->levels[l][l == 0 ? (ssize_t)i : at];
+            if (l == 0 && (tl_key_cmp(key, klen, t->meta.smallest, t->meta.smallest_len) < 0 ||
+                           tl_key_cmp(key, klen, t->meta.largest, t->meta.largest_len) > 0))
+                continue;
+            if (!tl_sst_may_contain(t->sst, hash) ||
+                !tl_sst_find_block(t->sst, key, klen, &handles[n]))
+                continue;
+            tables[n] = t->sst;
+            if (batch != SIZE_MAX) {
+                n++;
+                continue;
             }
-            continue;
+            if ((rc = tl_sst_cached_block(t->sst, &handles[n], &refs[n])) < 0)
+                goto out;
+            if (rc == 0) {
+                batch = n++;
+                continue;
+            }
+            held = ++n;
+            if ((rc = fold_block(f, &refs[n - 1], key, klen)) < 0)
+                goto out;
+            whole = rc == 1;
         }
-        ssize_t i = tl_level_find(v, l, key, klen);
-        if (i < 0)
-            continue;
-        struct tl_table *t = v->levels[l][i];
-        if (!tl_sst_may_contain(t->sst, hash) || !tl_sst_find_block(t->sst, key, klen, &handles[n]))
-            continue;
-        tables[n++] = t->sst;
     }
-    if (n == 0)
-        return 0;
-    int rc = tl_sst_read_blocks(tables, handles, n, refs);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const uint8_t *val;
-        size_t vlen;
-        int found = tl_sst_block_get(&refs[i], key, klen, &val, &vlen);
-        if (found < 0) {
-            rc = found;
-            break;
+    rc = 0;
+    if (batch != SIZE_MAX) {
+        if ((rc = tl_sst_read_blocks(tables + batch, handles + batch, n - batch, refs + batch, 1)) <
+            0)
+            goto out;
+        held = n;
+        for (size_t i = batch; i < n; i++) {
+            if ((rc = fold_block(f, &refs[i], key, klen)) < 0)
+                goto out;
+            if (rc == 1)
+                break;
         }
-        if (!found)
-            continue;
-        struct tl_record r;
-        if (tl_record_decode(val, vlen, &r) < 0) {
-            rc = tl_error(TL_ECORRUPT,
-                          "%s: an entry of the block at offset %llu does not decode; "
-                          "run tallyctl verify on the data directory",
-                          tl_sst_path(tables[i]), (unsigned long long)handles[i].offset);
-            break;
-        }
-        if (tl_fold_add(f, &r))
-            break;
+        rc = 0;
     }
     /* A byte value must outlive the block it was found in. */
-    if (rc == 0)
-        rc = tl_fold_own_bytes(f);
-    for (size_t i = 0; i < n; i++)
+    rc = tl_fold_own_bytes(f);
+out:
+    for (size_t i = 0; i < held; i++)
         tl_block_ref_release(&refs[i]);
     return rc;
 }

@@ -115,12 +115,17 @@ bool tl_sst_may_contain(const struct tl_sst *t, uint64_t hash);
 /* The data block that would hold key; false if key is past the table's last key. */
 bool tl_sst_find_block(const struct tl_sst *t, const void *key, size_t klen,
                        struct tl_block_handle *h);
+/* Block h of t if the cache holds it: 1 with *ref holding it, 0 (a miss, counted in the
+ * cache's statistics) with nothing held, or TL_ECORRUPT if h lies outside the table's data. */
+int tl_sst_cached_block(struct tl_sst *t, const struct tl_block_handle *h,
+                        struct tl_block_ref *ref);
 /* Gets n blocks, possibly of different tables, from the cache or with one batch of reads (one
- * io_uring submission for all the misses), verifying each checksum and decompressing.
- * refs[i] is filled for every i on success; on failure none is held. TL_ECORRUPT names the
- * file and offset of the bad block. */
+ * io_uring submission for all the misses), verifying each checksum and decompressing. The
+ * first `missed` blocks are not looked up in the cache (tl_sst_cached_block just missed
+ * them). refs[i] is filled for every i on success; on failure none is held. TL_ECORRUPT names
+ * the file and offset of the bad block. */
 int tl_sst_read_blocks(struct tl_sst **tables, const struct tl_block_handle *handles, size_t n,
-                       struct tl_block_ref *refs);
+                       struct tl_block_ref *refs, size_t missed);
 /* Looks key up in a block read above: 1 and *val, *vlen pointing into the block if present,
  * 0 if not, TL_ECORRUPT. */
 int tl_sst_block_get(const struct tl_block_ref *ref, const void *key, size_t klen,

@@ -7,8 +7,10 @@
  * checks each one's CRC and keeps them in memory; the index is decoded into a sorted array so
  * that finding a block is a binary search without touching a block.
  *
- * Data blocks are read on demand. tl_sst_read_blocks looks every requested block up in the
- * cache and submits all the misses, of any number of tables, as one batch of reads; each block
+ * Data blocks are read on demand. tl_sst_cached_block looks one block up in the cache only;
+ * tl_sst_read_blocks looks every requested block up in the cache (but those its caller has
+ * looked up already) and submits all the misses, of any number of tables, as one batch of
+ * reads; each block
  * read is checked against its CRC, decompressed and inserted into the cache. A reference
  * (struct tl_block_ref) either holds a cache entry or, for blocks that bypass the cache (the
  * iterator without fill_cache, tl_sst_verify, a table opened without a cache), owns the block's
@@ -166,38 +168,69 @@ static bool ref_held(const struct tl_block_ref *r)
     return r->cached || r->data;
 }
 
-/* Reads n data blocks; with use_cache, through the tables' caches. One batch of reads serves
- * every block not found in a cache. */
-static int read_blocks(struct tl_sst **tables, const struct tl_block_handle *handles, size_t n,
-                       struct tl_block_ref *refs, bool use_cache)
+/* TL_ECORRUPT, naming the file, unless handle h lies inside t's data area. */
+static int check_handle(const struct tl_sst *t, const struct tl_block_handle *h)
 {
-    struct tl_io_req *reqs = NULL;
-    size_t *which = NULL, m = 0;
+    if (handle_ok(t, h))
+        return 0;
+    return tl_error(TL_ECORRUPT,
+                    "%s: data block at offset %llu (%llu bytes) lies outside the data area, "
+                    "which ends at %llu; " SST_ADVICE,
+                    t->path, (unsigned long long)h->offset, (unsigned long long)h->size,
+                    (unsigned long long)t->data_end);
+}
+
+int tl_sst_cached_block(struct tl_sst *t, const struct tl_block_handle *h, struct tl_block_ref *ref)
+{
+    memset(ref, 0, sizeof *ref);
+    int rc = check_handle(t, h);
+    if (rc < 0)
+        return rc;
+    struct tl_cached_block *cb =
+        t->cache ? tl_block_cache_lookup(t->cache, t->number, h->offset) : NULL;
+    if (!cb)
+        return 0;
+    ref->table = t;
+    ref->offset = h->offset;
+    ref->cached = cb;
+    ref->data = tl_cached_block_data(cb, &ref->size);
+    return 1;
+}
+
+/* Requests a read of up to this many blocks keeps on the stack. */
+#define READ_BLOCKS_STACK 16
+
+/* Reads n data blocks; with use_cache, through the tables' caches, except that the first
+ * `missed` blocks were looked up already (and missed: they are read without another lookup,
+ * which would count a second miss). One batch of reads serves every block not in a cache. */
+static int read_blocks(struct tl_sst **tables, const struct tl_block_handle *handles, size_t n,
+                       struct tl_block_ref *refs, bool use_cache, size_t missed)
+{
+    struct tl_io_req reqs_stack[READ_BLOCKS_STACK], *reqs = reqs_stack;
+    size_t which_stack[READ_BLOCKS_STACK], *which = which_stack, m = 0;
     int rc = 0;
 
     if (n == 0)
         return 0;
     memset(refs, 0, n * sizeof *refs);
-    reqs = calloc(n, sizeof *reqs);
-    which = calloc(n, sizeof *which);
-    if (!reqs || !which) {
-        rc = tl_error(-ENOMEM, "out of memory to read %zu blocks", n);
-        goto fail;
+    if (n > READ_BLOCKS_STACK) {
+        reqs = calloc(n, sizeof *reqs);
+        which = calloc(n, sizeof *which);
+        if (!reqs || !which) {
+            rc = tl_error(-ENOMEM, "out of memory to read %zu blocks", n);
+            goto fail;
+        }
+    } else {
+        memset(reqs, 0, n * sizeof *reqs);
     }
     for (size_t i = 0; i < n; i++) {
         struct tl_sst *t = tables[i];
         const struct tl_block_handle *h = &handles[i];
-        if (!handle_ok(t, h)) {
-            rc = tl_error(TL_ECORRUPT,
-                          "%s: data block at offset %llu (%llu bytes) lies outside the data "
-                          "area, which ends at %llu; " SST_ADVICE,
-                          t->path, (unsigned long long)h->offset, (unsigned long long)h->size,
-                          (unsigned long long)t->data_end);
+        if ((rc = check_handle(t, h)) < 0)
             goto fail;
-        }
         refs[i].table = t;
         refs[i].offset = h->offset;
-        if (use_cache && t->cache) {
+        if (use_cache && t->cache && i >= missed) {
             struct tl_cached_block *cb = tl_block_cache_lookup(t->cache, t->number, h->offset);
             if (cb) {
                 refs[i].cached = cb;
@@ -261,8 +294,10 @@ static int read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
         }
     }
 done:
-    free(reqs);
-    free(which);
+    if (reqs != reqs_stack)
+        free(reqs);
+    if (which != which_stack)
+        free(which);
     return 0;
 fail:
     if (reqs)
@@ -271,15 +306,17 @@ fail:
     for (size_t i = 0; i < n; i++)
         if (ref_held(&refs[i]))
             tl_block_ref_release(&refs[i]);
-    free(reqs);
-    free(which);
+    if (reqs != reqs_stack)
+        free(reqs);
+    if (which != which_stack)
+        free(which);
     return rc;
 }
 
 int tl_sst_read_blocks(struct tl_sst **tables, const struct tl_block_handle *handles, size_t n,
-                       struct tl_block_ref *refs)
+                       struct tl_block_ref *refs, size_t missed)
 {
-    return read_blocks(tables, handles, n, refs, true);
+    return read_blocks(tables, handles, n, refs, true, missed);
 }
 
 /* The sorted keys all start with what the first and the last share. */
@@ -712,7 +749,7 @@ int tl_sst_get(struct tl_sst *t, const void *key, size_t klen, uint64_t hash,
     memset(ref, 0, sizeof *ref);
     if (!tl_sst_may_contain(t, hash) || !tl_sst_find_block(t, key, klen, &h))
         return 0;
-    int rc = tl_sst_read_blocks(&t, &h, 1, ref);
+    int rc = tl_sst_read_blocks(&t, &h, 1, ref, 0);
     if (rc < 0)
         return rc;
     rc = tl_sst_block_get(ref, key, klen, val, vlen);
@@ -737,7 +774,7 @@ static int read_ahead(struct tl_sst *t, size_t first, struct tl_block_ref *refs,
         handles[k++] = *h;
     }
     *n = k;
-    return read_blocks(tables, handles, k, refs, false);
+    return read_blocks(tables, handles, k, refs, false, 0);
 }
 
 struct tl_sst_iter {
@@ -792,7 +829,7 @@ static int iter_load(struct tl_sst_iter *it, size_t idx)
     if (idx >= t->n_blocks)
         return 0;
     if (it->fill_cache) {
-        rc = read_blocks(&t, &t->index[idx].h, 1, &it->ref, true);
+        rc = read_blocks(&t, &t->index[idx].h, 1, &it->ref, true, 0);
     } else {
         rc = 0;
         if (idx < it->ra_first || idx >= it->ra_first + it->ra_n ||
@@ -804,7 +841,7 @@ static int iter_load(struct tl_sst_iter *it, size_t idx)
              * alone, so the error comes when the scan reaches the bad block. */
             if (rc < 0 && it->ra_n > 1) {
                 it->ra_n = 1;
-                rc = read_blocks(&t, &t->index[idx].h, 1, it->ra, false);
+                rc = read_blocks(&t, &t->index[idx].h, 1, it->ra, false, 0);
             }
             if (rc < 0)
                 it->ra_n = 0;

@@ -246,7 +246,7 @@ static void check_lookups(struct tl_sst *t)
         size_t klen = key_of(2 * i + 1, k);
         struct tl_block_handle h;
         CHECK(tl_sst_find_block(t, k, klen, &h));
-        CHECK_OK(tl_sst_read_blocks(&t, &h, 1, &ref));
+        CHECK_OK(tl_sst_read_blocks(&t, &h, 1, &ref, 0));
         CHECK_EQ_INT(tl_sst_block_get(&ref, k, klen, &val, &vlen), 0);
         tl_block_ref_release(&ref);
     }
@@ -259,7 +259,7 @@ static void check_lookups(struct tl_sst *t)
         CHECK_EQ_INT(h.offset, 0);
         CHECK_EQ_INT(tl_sst_get(t, before[i], klen, tl_hash64(before[i], klen), &ref, &val, &vlen),
                      0);
-        CHECK_OK(tl_sst_read_blocks(&t, &h, 1, &ref));
+        CHECK_OK(tl_sst_read_blocks(&t, &h, 1, &ref, 0));
         CHECK_EQ_INT(tl_sst_block_get(&ref, before[i], klen, &val, &vlen), 0);
         tl_block_ref_release(&ref);
     }
@@ -443,8 +443,10 @@ static void test_sst_incompressible_stored_raw(void)
     CHECK_EQ_INT(file_size[2], file_size[0]);
 }
 
-/* Four blocks of two tables in one call: the first time all miss the cache (one batch), the
- * second time all hit. Both tables have a block at offset 0: the cache tells them apart. */
+/* One block looked up alone (tl_sst_cached_block), and a batch told that its first block
+ * missed already. Then four blocks of two tables in one call: the first time all miss the
+ * cache (one batch), the second time all hit. Both tables have a block at offset 0: the cache
+ * tells them apart. */
 static void test_sst_read_blocks_two_tables(void)
 {
     char pa[PATH_BYTES], pb[PATH_BYTES];
@@ -483,11 +485,53 @@ static void test_sst_read_blocks_two_tables(void)
     CHECK_EQ_INT(h[0].offset, 0);
     CHECK_EQ_INT(h[1].offset, 0);
 
+    /* One block alone: a miss, counted once (the batch after it is told that its first block
+     * missed, and looks up only the second, b's), then, once read, a hit. */
+    struct tl_block_ref one;
+    CHECK_EQ_INT(tl_sst_cached_block(a, &h[0], &one), 0);
+    CHECK(one.data == NULL && one.cached == NULL);
+    tl_block_cache_stats(cache, &hits, &misses, NULL);
+    CHECK_EQ_INT(hits, 0);
+    CHECK_EQ_INT(misses, 1);
+    struct tl_block_ref pair[2];
+    CHECK_OK(tl_sst_read_blocks(tables, h, 2, pair, 1));
+    tl_block_cache_stats(cache, &hits, &misses, NULL);
+    CHECK_EQ_INT(hits, 0);
+    CHECK_EQ_INT(misses, 2);
+    for (int i = 0; i < 2; i++)
+        tl_block_ref_release(&pair[i]);
+    CHECK_EQ_INT(tl_sst_cached_block(a, &h[0], &one), 1);
+    CHECK(one.table == a && one.cached != NULL && one.offset == h[0].offset);
+    {
+        const uint8_t *val;
+        size_t vlen;
+        CHECK_EQ_INT(tl_sst_block_get(&one, k[0], klen[0], &val, &vlen), 1);
+        check_value(entry[0], val, vlen);
+    }
+    tl_block_ref_release(&one);
+    tl_block_cache_stats(cache, &hits, &misses, NULL);
+    CHECK_EQ_INT(hits, 1);
+    CHECK_EQ_INT(misses, 2);
+    /* A handle outside the data area is damage, not a miss. */
+    struct tl_block_handle bad = {.offset = h[0].offset + (1ull << 40), .size = h[0].size};
+    CHECK_EQ_INT(tl_sst_cached_block(a, &bad, &one), TL_ECORRUPT);
+    CHECK(strstr(tl_last_error(), "outside the data area") != NULL);
+    CHECK(one.data == NULL && one.cached == NULL);
+    /* The rounds below start from a cache without the blocks. */
+    tl_sst_close(a);
+    tl_sst_close(b);
+    tl_block_cache_free(cache);
+    CHECK((cache = tl_block_cache_new(CACHE_BYTES)) != NULL);
+    CHECK_OK(tl_sst_open(pa, 1, cache, &a));
+    CHECK_OK(tl_sst_open(pb, 2, cache, &b));
+    tables[0] = tables[2] = a;
+    tables[1] = tables[3] = b;
+
     for (int round = 0; round < 2; round++) {
         uint64_t hits0, misses0, hits1, misses1;
         tl_block_cache_stats(cache, &hits0, &misses0, NULL);
         struct tl_block_ref refs[4];
-        CHECK_OK(tl_sst_read_blocks(tables, h, 4, refs));
+        CHECK_OK(tl_sst_read_blocks(tables, h, 4, refs, 0));
         tl_block_cache_stats(cache, &hits1, &misses1, NULL);
         CHECK_EQ_INT(hits1 - hits0, round == 0 ? 0 : 4);
         CHECK_EQ_INT(misses1 - misses0, round == 0 ? 4 : 0);
@@ -502,7 +546,7 @@ static void test_sst_read_blocks_two_tables(void)
         }
     }
     /* No blocks: nothing to do. */
-    CHECK_OK(tl_sst_read_blocks(tables, h, 0, NULL));
+    CHECK_OK(tl_sst_read_blocks(tables, h, 0, NULL, 0));
     tl_sst_close(a);
     tl_sst_close(b);
     tl_block_cache_free(cache);
@@ -658,7 +702,7 @@ static void test_sst_corrupt_data_block(void)
     klen = key_of(2 * (N - 1), k);
     CHECK(tl_sst_find_block(g, k, klen, &hs[2]));
     struct tl_block_ref refs[3];
-    CHECK_EQ_INT(tl_sst_read_blocks(tables, hs, 3, refs), TL_ECORRUPT);
+    CHECK_EQ_INT(tl_sst_read_blocks(tables, hs, 3, refs, 0), TL_ECORRUPT);
     check_error_names(path, h.offset);
     for (int i = 0; i < 3; i++)
         CHECK(refs[i].data == NULL && refs[i].cached == NULL);
