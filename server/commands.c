@@ -534,18 +534,21 @@ static void slowlog_push(struct tl_client *c, const struct tl_args *a, int64_t s
     pthread_mutex_unlock(&s->slowlog_lock);
 }
 
-/* Logs a command that ran from start_us until now, if it was slow. */
-static void slowlog_check(struct tl_client *c, const struct tl_args *a, int64_t start_us)
+/* Logs a command that ran from start_us until now, if it was slow. Returns the time it read
+ * as now, or 0 when the slow log is off and it read none. */
+static int64_t slowlog_check(struct tl_client *c, const struct tl_args *a, int64_t start_us)
 {
     long long slower_than =
         tl_srv ? __atomic_load_n(&tl_srv->cfg.slowlog_log_slower_than, __ATOMIC_RELAXED) : -1;
     if (slower_than < 0)
-        return;
-    int64_t d = now_us() - start_us;
+        return 0;
+    int64_t end_us = now_us();
+    int64_t d = end_us - start_us;
     if (d < 0)
         d = 0;
     if (d >= slower_than)
         slowlog_push(c, a, start_us, d);
+    return end_us;
 }
 
 /* ---- MULTI / EXEC / DISCARD ---------------------------------------------------------------- */
@@ -730,11 +733,13 @@ static void reject_unknown_subcommand(struct tl_client *c, const struct tl_comma
     reject(c, text);
 }
 
-void tl_dispatch(struct tl_client *c, struct tl_args *a)
+void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
 {
     if (a->argc <= 0)
         return;
-    int64_t start_us = now_us();
+    int64_t start_us = clock_us && *clock_us ? *clock_us : now_us();
+    if (clock_us)
+        *clock_us = 0;
     c->last_cmd_ms = start_us / 1000;
     if (tl_srv)
         atomic_fetch_add_explicit(&tl_srv->total_commands, 1, memory_order_relaxed);
@@ -758,12 +763,16 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a)
         return;
     }
     char name[TL_CMD_NAME_MAX * 2 + 2];
-    full_name(name, sizeof name, parent, cmd);
-    size_t nlen = strnlen(name, sizeof c->last_cmd - 1); /* CLIENT LIST shows it, cut */
-    memcpy(c->last_cmd, name, nlen);
-    c->last_cmd[nlen] = '\0';
+    if (cmd != c->last_def) { /* a client mostly repeats its command: copy the name on change */
+        full_name(name, sizeof name, parent, cmd);
+        size_t nlen = strnlen(name, sizeof c->last_cmd - 1);
+        memcpy(c->last_cmd, name, nlen);
+        c->last_cmd[nlen] = '\0';
+        c->last_def = cmd;
+    }
 
     if (!arity_ok(cmd, a->argc)) {
+        full_name(name, sizeof name, parent, cmd);
         char text[sizeof name + 64];
         snprintf(text, sizeof text, "ERR wrong number of arguments for '%s' command", name);
         reject(c, text);
@@ -793,5 +802,7 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a)
         shared_exit(slot);
     }
     tl_command_time_set(0);
-    slowlog_check(c, a, start_us);
+    int64_t end_us = slowlog_check(c, a, start_us);
+    if (clock_us)
+        *clock_us = end_us;
 }

@@ -716,6 +716,7 @@ static size_t run_requests(struct tl_worker *w, struct net_client *nc, const cha
     struct tl_parse_limits lim = w->lim.parse;
     struct lookahead la = {.next = 0};
     size_t off = 0;
+    int64_t clock_us = 0; /* one clock read serves as a request's end and the next one's start */
     while (off < len && !c->close_after_reply && !c->closing) {
         struct tl_args args;
         size_t consumed = 0;
@@ -738,7 +739,7 @@ static size_t run_requests(struct tl_worker *w, struct net_client *nc, const cha
         off += consumed;
         nc->need_bytes = 0;
         if (args.argc > 0)
-            tl_dispatch(c, &args);
+            tl_dispatch(c, &args, &clock_us);
         tl_args_free(&args);
         long long limit = w->lim.output_limit;
         if (limit > 0 && pending_output(nc) > (unsigned long long)limit) {

@@ -240,7 +240,8 @@ struct tl_client {
     char addr[64], laddr[64]; /* "ip:port" */
     bool local;               /* connected from a loopback address */
     int64_t created_ms, last_cmd_ms;
-    char last_cmd[32];
+    char last_cmd[32];                 /* its name for CLIENT LIST, cut */
+    const struct tl_command *last_def; /* the command last_cmd names */
 
     struct tl_buf query;    /* bytes received and not yet parsed */
     struct tl_buf out;      /* encoded replies not yet handed to the kernel */
@@ -394,8 +395,12 @@ const struct tl_command *tl_command_lookup(const char *name, size_t len);
 void tl_command_each(void (*fn)(void *arg, const struct tl_command *cmd), void *arg);
 size_t tl_command_count(void);
 
-/* Runs one request: auth check, lookup, arity, MULTI queueing, then the handler. */
-void tl_dispatch(struct tl_client *c, struct tl_args *a);
+/* Runs one request: auth check, lookup, arity, MULTI queueing, then the handler. clock_us
+ * (NULL: none) carries the clock from one request to the next of a batch: when it holds a
+ * time, that is the request's start (the clock was read as the one before ended), and on
+ * return it holds the time read as this one ended, or 0 if none was. A batch starts it at 0,
+ * and must not carry it across a wait. */
+void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us);
 /* Drops the client's MULTI state and queued commands (RESET; net.c when it frees a client). */
 void tl_multi_discard(struct tl_client *c);
 

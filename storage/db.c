@@ -404,6 +404,41 @@ static int read_key(struct tl_db *db, struct tl_version *v, const void *key, siz
     return 0;
 }
 
+/* The key's value when the active memtable holds all of it (a cell that is not a merge or an
+ * expiry over older layers): returns 1 with tl_db_get's result in *result and *out, or 0 when
+ * the other layers must be read. The table is entered as writers enter it, so
+ * that it cannot be switched out (and later reset) during the read, but without waiting: a
+ * switch in progress sends the read to the other layers. No version is taken (no lock). */
+static int get_active(struct tl_db *db, const void *key, size_t klen, uint64_t hash,
+                      struct tl_val *out, int *result)
+{
+    struct tl_memtable *m = atomic_load(&db->active);
+    atomic_fetch_add(&m->writers, 1);
+    int rc = 0;
+    if (!atomic_load(&m->frozen) && atomic_load(&db->active) == m) {
+        struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
+        struct tl_cell_snap s;
+        if (c) {
+            tl_cell_read(m, c, &s);
+            if (!tl_cell_is_placeholder(&s) && s.state != TL_CELL_MERGE &&
+                s.state != TL_CELL_EXPIRE) {
+                struct tl_fold f;
+                struct tl_record r, whole;
+                tl_cell_snap_to_record(&s, &r);
+                tl_fold_init(&f);
+                tl_fold_add(&f, &r);
+                if (tl_fold_result(&f, true, tl_db_now_ms(db), &whole) == 0) {
+                    *result = tl_record_to_val(&whole, out);
+                    rc = 1;
+                }
+                tl_fold_free(&f);
+            }
+        }
+    }
+    atomic_fetch_sub(&m->writers, 1);
+    return rc;
+}
+
 int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
 {
     memset(out, 0, sizeof *out);
@@ -411,6 +446,9 @@ int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
         return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
                         TL_MAX_KEY_BYTES);
     uint64_t hash = tl_hash64(key, klen);
+    int result;
+    if (get_active(db, key, klen, hash, out, &result))
+        return result;
     struct tl_version *v = tl_version_acquire(db);
     struct tl_fold f;
     struct tl_record r;

@@ -112,7 +112,7 @@ static const char *run(struct tl_client *c, const char *request)
     if (tl_parse_request(line, strlen(line), &lim, &a, &used, err, sizeof err) != TL_PARSE_OK)
         FAIL("cannot parse %s: %s", request, err);
     c->out.len = 0;
-    tl_dispatch(c, &a);
+    tl_dispatch(c, &a, NULL);
     tl_args_free(&a);
     free(reply);
     reply = malloc(c->out.len + 1);
@@ -422,6 +422,17 @@ static void test_client(struct tl_client *c, struct tl_client *other)
         FAIL("CLIENT LIST shows %d lines for 2 clients: %s", lines, all);
     snprintf(want, sizeof want, "CLIENT LIST ID %" PRIu64, other->id);
     expect_contains(c, want, "name=me ", false);
+    /* cmd= follows the other client's last command (the name is copied when it changes). */
+    static const char *const other_runs[][2] = {
+        {"PING", " cmd=ping "},   {"ECHO k", " cmd=echo "},
+        {"ECHO k", " cmd=echo "}, {"CLIENT ID", " cmd=client|id "},
+        {"SET k", " cmd=set "},   {"CLIENT ID", " cmd=client|id "},
+        {"PING", " cmd=ping "},
+    };
+    for (size_t i = 0; i < sizeof other_runs / sizeof other_runs[0]; i++) {
+        run(other, other_runs[i][0]);
+        expect_contains(c, want, other_runs[i][1], true);
+    }
     expect_contains(c, "CLIENT LIST TYPE pubsub", "$0\r\n\r\n", true);
     expect(c, "CLIENT LIST TYPE foo", "-ERR Unknown client type 'foo'\r\n");
     expect(c, "CLIENT LIST ID x", "-ERR Invalid client ID\r\n");
