@@ -465,6 +465,11 @@ uint64_t tl_db_prefetch_hash(const void *key, size_t klen)
     return tl_hash64(key, klen);
 }
 
+static inline pthread_mutex_t *stripe_of(struct tl_db *db, uint64_t hash)
+{
+    return &db->stripes[(hash >> 7) & (TL_WRITE_STRIPES - 1)];
+}
+
 void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage)
 {
     /* The active table without entering it as a writer: a table is reset, never freed, while
@@ -472,6 +477,9 @@ void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage)
     struct tl_memtable *m = atomic_load_explicit(&db->active, memory_order_acquire);
     if (m)
         tl_memtable_prefetch(m, hash, (int)stage);
+    /* A write locks the key's stripe: its line too, with the cell (for writing). */
+    if (stage == TL_PREFETCH_CELL)
+        __builtin_prefetch(stripe_of(db, hash), 1);
 }
 
 /* ---- writes ----------------------------------------------------------------------------- */
@@ -479,11 +487,6 @@ void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage)
 /* Decides what to log given the key's current value (PUT_INT, PUT_BYTES, or DELETE when the
  * key does not exist). Returns 1 with *log filled, 0 for no change, or a negative error. */
 typedef int (*decide_fn)(void *arg, const struct tl_record *cur, struct tl_record *log);
-
-static inline pthread_mutex_t *stripe_of(struct tl_db *db, uint64_t hash)
-{
-    return &db->stripes[(hash >> 7) & (TL_WRITE_STRIPES - 1)];
-}
 
 /*
  * The current value held in cell c of active memtable m as a final record; resolves a cell
