@@ -180,15 +180,23 @@ static bool entry_header(const struct tl_block_iter *it, size_t off, uint64_t *s
 {
     const uint8_t *p = it->data + off, *end = it->data + it->size;
     size_t n;
-    if (!(n = tl_get_varint(p, end, shared)))
-        return false;
-    p += n;
-    if (!(n = tl_get_varint(p, end, unshared)))
-        return false;
-    p += n;
-    if (!(n = tl_get_varint(p, end, vlen)))
-        return false;
-    p += n;
+    if (end - p >= 3 && (p[0] | p[1] | p[2]) < 0x80) {
+        /* The usual entry: three lengths under 128, a byte each. */
+        *shared = p[0];
+        *unshared = p[1];
+        *vlen = p[2];
+        p += 3;
+    } else {
+        if (!(n = tl_get_varint(p, end, shared)))
+            return false;
+        p += n;
+        if (!(n = tl_get_varint(p, end, unshared)))
+            return false;
+        p += n;
+        if (!(n = tl_get_varint(p, end, vlen)))
+            return false;
+        p += n;
+    }
     size_t left = (size_t)(end - p);
     if (*unshared > left || *vlen > left - *unshared || *shared > TL_MAX_KEY_BYTES ||
         *unshared > TL_MAX_KEY_BYTES - *shared)
