@@ -221,6 +221,10 @@ static int switch_memtable(struct tl_db *db, struct tl_memtable *m)
     next->wal_number = number;
     struct tl_version *v = tl_version_clone(db->current);
     if (!v) {
+        /* m stays active (its records go on into the new segment, which its flush covers): a
+         * frozen active table would keep every writer waiting in writer_enter. */
+        atomic_store(&m->frozen, 0);
+        pthread_cond_broadcast(&db->done_cond);
         pthread_mutex_unlock(&db->mutex);
         return tl_error(-ENOMEM, "out of memory switching memtables");
     }
@@ -477,9 +481,10 @@ void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage)
     struct tl_memtable *m = atomic_load_explicit(&db->active, memory_order_acquire);
     if (m)
         tl_memtable_prefetch(m, hash, (int)stage);
-    /* A write locks the key's stripe: its line too, with the cell (for writing). */
+    /* A write locks the key's stripe: its line too, with the cell. For reading: a GET takes no
+     * stripe, and a line no other core holds arrives exclusive anyway. */
     if (stage == TL_PREFETCH_CELL)
-        __builtin_prefetch(stripe_of(db, hash), 1);
+        __builtin_prefetch(stripe_of(db, hash));
 }
 
 /* ---- writes ----------------------------------------------------------------------------- */

@@ -39,9 +39,10 @@ struct tl_memtable *tl_memtable_new(size_t arena_bytes)
         arena_bytes = 4096;
     if (arena_bytes > UINT32_MAX - 8)
         arena_bytes = UINT32_MAX - 8; /* offsets are 32 bits */
-    struct tl_memtable *m = calloc(1, sizeof *m);
-    if (!m)
+    struct tl_memtable *m = NULL;
+    if (posix_memalign((void **)&m, TL_MEMTABLE_LINE, sizeof *m) != 0)
         return NULL;
+    memset(m, 0, sizeof *m);
     uint64_t want = arena_bytes / TL_MEMTABLE_BYTES_PER_SLOT;
     uint64_t slots = 64;
     while (slots < want)

@@ -93,16 +93,22 @@ static inline bool tl_cell_is_placeholder(const struct tl_cell_snap *s)
     return s->state == TL_CELL_MERGE && !s->dirty;
 }
 
+/* The fields that change while the table is in use each start a cache line of their own, so
+ * that lookups, which read the first line, do not share a line that inserts or readers entering
+ * the table write (tl_memtable_new allocates the table at this alignment). */
+#define TL_MEMTABLE_LINE 64
+
 struct tl_memtable {
     _Atomic uint64_t *slots;
     uint64_t mask;
     uint8_t *arena;
     size_t arena_bytes;
-    _Atomic uint64_t arena_used;
-    _Atomic uint64_t entries;
     uint64_t max_entries;
-    /* Engine bookkeeping (db.c): writers inside, frozen flag, references from versions. */
-    _Atomic int64_t writers;
+    _Alignas(TL_MEMTABLE_LINE) _Atomic uint64_t arena_used;
+    _Atomic uint64_t entries;
+    /* Engine bookkeeping (db.c): writers inside (readers of the active table enter it too),
+     * frozen flag, references from versions. */
+    _Alignas(TL_MEMTABLE_LINE) _Atomic int64_t writers;
     _Atomic int frozen;
     int refs;                /* guarded by the engine's mutex */
     uint64_t wal_number;     /* oldest WAL segment holding records of this memtable */

@@ -545,6 +545,40 @@ static void test_sst_read_blocks_two_tables(void)
             tl_block_ref_release(&refs[i]);
         }
     }
+    /* More blocks than a read keeps on the stack (16), of both tables, the first told missed:
+     * every other one is looked up (and missed) once, and all are read and cached. */
+    enum { MANY = 20 };
+    struct tl_sst *mt[MANY];
+    struct tl_block_handle mh[MANY];
+    struct tl_block_ref mr[MANY];
+    char mk[MANY][32];
+    size_t mkl[MANY];
+    int me[MANY];
+    for (int i = 0; i < MANY; i++) {
+        me[i] = 1000 + i * 4000;
+        mt[i] = i % 2 ? b : a;
+        mkl[i] = key_of(2 * me[i], mk[i]);
+        CHECK(tl_sst_find_block(mt[i], mk[i], mkl[i], &mh[i]));
+    }
+    uint64_t hits2, misses2;
+    CHECK_EQ_INT(tl_sst_cached_block(mt[0], &mh[0], &mr[0]), 0);
+    tl_block_cache_stats(cache, &hits, &misses, NULL);
+    CHECK_OK(tl_sst_read_blocks(mt, mh, MANY, mr, 1));
+    tl_block_cache_stats(cache, &hits2, &misses2, NULL);
+    CHECK_EQ_INT(hits2 - hits, 0);
+    CHECK_EQ_INT(misses2 - misses, MANY - 1);
+    for (int i = 0; i < MANY; i++) {
+        const uint8_t *val;
+        size_t vlen;
+        CHECK(mr[i].cached != NULL);
+        CHECK_EQ_INT(tl_sst_block_get(&mr[i], mk[i], mkl[i], &val, &vlen), 1);
+        check_value(me[i], val, vlen);
+        tl_block_ref_release(&mr[i]);
+    }
+    for (int i = 0; i < MANY; i++) {
+        CHECK_EQ_INT(tl_sst_cached_block(mt[i], &mh[i], &mr[i]), 1);
+        tl_block_ref_release(&mr[i]);
+    }
     /* No blocks: nothing to do. */
     CHECK_OK(tl_sst_read_blocks(tables, h, 0, NULL, 0));
     tl_sst_close(a);
