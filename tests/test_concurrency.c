@@ -9,7 +9,8 @@
  * meanwhile, and the memtable is small, so memtables are frozen and flushed many times. At the
  * end every key must hold exactly the sum of all threads' increments (through tl_db_get and a
  * full iterator scan), before and after close + reopen. Every increment is preceded by a
- * tl_db_prefetch hint for its key (stages in turn). Meant to run clean under
+ * tl_db_prefetch hint for its key (stages in turn). Then tl_db_drop_all runs 20 times while
+ * two threads read shared keys and one increments them (drop_phase). Meant to run clean under
  * -fsanitize=thread too.
  *
  * Usage: test_concurrency [seed]; the seed also comes from $TALLY_SEED, else from the time.
@@ -268,6 +269,92 @@ static void check_totals(const char *when)
     printf("%s: %ld keys exact\n", when, present);
 }
 
+/* Phase two: tl_db_drop_all (FLUSHALL) while threads read and write shared keys. A read takes
+ * the active memtable without a version when it can, entering it as writers do, and a drop
+ * waits for those inside: every read must answer a whole counter or nothing, never more than
+ * was ever added, and never fail. */
+#define DROP_READERS 2
+#define DROP_ROUNDS  20
+static atomic_long drop_added[NSHARED]; /* every increment ever made to the key, all positive */
+static char drop_err[DROP_READERS + 1][512];
+
+static void *drop_writer_main(void *p)
+{
+    uint64_t rng = *(uint64_t *)p;
+    char key[KEY_CAP];
+    while (!atomic_load(&stop)) {
+        int k = (int)(test_rand(&rng) % NSHARED);
+        size_t kl = key_of(k, key);
+        atomic_fetch_add(&drop_added[k], 1); /* before: a reader may see the increment at once */
+        int64_t result;
+        int rc = tl_db_incr(db, key, kl, 1, &result, NULL);
+        if (rc != 0) {
+            snprintf(drop_err[DROP_READERS], sizeof drop_err[0],
+                     "drop phase: tl_db_incr(%s) returned %d %s: %s", key, rc, tl_strerror(rc),
+                     tl_last_error());
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *drop_reader_main(void *p)
+{
+    int index = (int)(intptr_t)p;
+    uint64_t rng = seed + (uint64_t)index + 1;
+    char key[KEY_CAP];
+    while (!atomic_load(&stop)) {
+        int k = (int)(test_rand(&rng) % NSHARED);
+        size_t kl = key_of(k, key);
+        struct tl_val v = {0};
+        int rc = tl_db_get(db, key, kl, &v);
+        long most = atomic_load(&drop_added[k]);
+        bool ok = rc == 0 || (rc == 1 && v.type == TL_VAL_INT && v.i >= 1 && v.i <= most);
+        if (!ok) {
+            snprintf(drop_err[index], sizeof drop_err[0],
+                     "drop phase: tl_db_get(%s) returned %d type %d value %" PRId64
+                     ", expected nothing or a counter from 1 to %ld (%s)",
+                     key, rc, (int)v.type, v.i, most, tl_last_error());
+            tl_val_clear(&v);
+            break;
+        }
+        tl_val_clear(&v);
+    }
+    return NULL;
+}
+
+static void drop_phase(void)
+{
+    CHECK_OK(tl_db_drop_all(db)); /* from empty: a key holds only what this phase added */
+    atomic_store(&stop, false);
+    pthread_t readers[DROP_READERS], writer;
+    uint64_t wrng = seed ^ 0x5eed;
+    CHECK(pthread_create(&writer, NULL, drop_writer_main, &wrng) == 0);
+    for (int i = 0; i < DROP_READERS; i++)
+        CHECK(pthread_create(&readers[i], NULL, drop_reader_main, (void *)(intptr_t)i) == 0);
+    for (int round = 0; round < DROP_ROUNDS; round++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        int rc = tl_db_drop_all(db);
+        if (rc != 0) {
+            fprintf(stderr, "FAIL seed=%" PRIu64 " drop phase: tl_db_drop_all returned %d: %s\n",
+                    seed, rc, tl_last_error());
+            exit(1);
+        }
+    }
+    atomic_store(&stop, true);
+    pthread_join(writer, NULL);
+    for (int i = 0; i < DROP_READERS; i++)
+        pthread_join(readers[i], NULL);
+    for (int i = 0; i <= DROP_READERS; i++) {
+        if (drop_err[i][0]) {
+            fprintf(stderr, "FAIL seed=%" PRIu64 " %s\n", seed, drop_err[i]);
+            exit(1);
+        }
+    }
+    printf("drop phase: %d drops while %d threads read and one wrote\n", DROP_ROUNDS, DROP_READERS);
+}
+
 int main(int argc, char **argv)
 {
     test_require_uring();
@@ -342,6 +429,7 @@ int main(int argc, char **argv)
     CHECK_OK(tl_db_flush(db));
     CHECK_OK(tl_db_compact_range(db, NULL, 0, NULL, 0));
     check_totals("after a full compaction");
+    drop_phase();
     CHECK_OK(tl_db_close(db));
 
     test_rmdir(dir);
