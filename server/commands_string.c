@@ -188,12 +188,12 @@ static void cmd_mget(struct tl_client *c, struct tl_args *a)
         rc = -ENOMEM;
         goto cleanup;
     }
+    if ((rc = tl_keys_get(c, a->argv + 1, a->len + 1, n, vals)) < 0)
+        goto cleanup;
     for (size_t i = 0; i < n; i++) {
-        rc = tl_key_get(c, a->argv[i + 1], a->len[i + 1], &vals[i]);
-        if (rc < 0)
-            goto cleanup;
-        /* As in Redis, a key of another type reads as missing. */
-        found[i] = rc == 1 && vals[i].type != TL_VAL_TYPED;
+        /* Absent keys are left without a type. As in Redis, a key of another type (a typed
+         * value) reads as missing. */
+        found[i] = vals[i].type == TL_VAL_INT || vals[i].type == TL_VAL_BYTES;
         tl_count_lookup(found[i]);
     }
     rc = 0;

@@ -306,6 +306,18 @@ void tl_count_lookup(bool hit)
     atomic_fetch_add(hit ? &tl_srv->keyspace_hits : &tl_srv->keyspace_misses, 1);
 }
 
+bool tl_key_prefetch_hash(struct tl_client *c, const char *key, size_t klen, uint64_t *hash)
+{
+    if (klen == 0)
+        return false;
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, key, klen);
+    if (rc == 0)
+        *hash = tl_db_prefetch_hash(k.p, k.len);
+    tl_dbkey_free(&k);
+    return rc == 0;
+}
+
 int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v)
 {
     struct tl_dbkey k;
@@ -315,6 +327,40 @@ int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val 
         rc = tl_db_get(tl_srv->db, k.p, k.len, v);
     tl_dbkey_free(&k);
     return rc;
+}
+
+/* Keys tl_keys_get prepares at once (their engine keys on the stack). */
+#define KEYS_GET_BATCH 16
+
+int tl_keys_get(struct tl_client *c, char *const *keys, const size_t *lens, size_t n,
+                struct tl_val *vals)
+{
+    for (size_t i = 0; i < n; i++)
+        memset(&vals[i], 0, sizeof vals[i]);
+    for (size_t at = 0; at < n; at += KEYS_GET_BATCH) {
+        size_t m = n - at < KEYS_GET_BATCH ? n - at : KEYS_GET_BATCH;
+        struct tl_dbkey k[KEYS_GET_BATCH];
+        uint64_t hash[KEYS_GET_BATCH];
+        int rc = 0;
+        size_t made = 0;
+        for (; made < m && rc == 0; made++) {
+            rc = tl_dbkey_make(&k[made], c->db, keys[at + made], lens[at + made]);
+            if (rc == 0)
+                hash[made] = tl_db_prefetch_hash(k[made].p, k[made].len);
+        }
+        for (int stage = TL_PREFETCH_SLOT; stage <= TL_PREFETCH_VALUE && rc == 0; stage++)
+            for (size_t i = 0; i < m; i++)
+                tl_db_prefetch(tl_srv->db, hash[i], (enum tl_prefetch_stage)stage);
+        for (size_t i = 0; i < m && rc == 0; i++) {
+            rc = tl_db_get_hashed(tl_srv->db, k[i].p, k[i].len, hash[i], &vals[at + i]);
+            rc = rc < 0 ? rc : 0;
+        }
+        for (size_t i = 0; i < made; i++)
+            tl_dbkey_free(&k[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 const char *tl_type_name(const struct tl_val *v)

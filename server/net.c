@@ -657,16 +657,6 @@ struct lookahead {
 };
 
 /* The prefetch hash of the engine key of the client's key; false if there is none. */
-static bool key_hash(struct tl_client *c, const char *key, size_t klen, uint64_t *hash)
-{
-    struct tl_dbkey k;
-    if (klen == 0 || tl_dbkey_make(&k, c->db, key, klen) != 0)
-        return false;
-    *hash = tl_db_prefetch_hash(k.p, k.len);
-    tl_dbkey_free(&k);
-    return true;
-}
-
 /* The request at off is about to run: drops it from the queue, peeks ahead to refill it, and
  * moves every queued key one stage on (the newest starts at the slot). */
 static void look_ahead(struct lookahead *la, struct tl_client *c, const char *buf, size_t len,
@@ -698,7 +688,7 @@ static void look_ahead(struct lookahead *la, struct tl_client *c, const char *bu
         }
         int i = la->n++;
         la->q[i].start = la->next;
-        la->q[i].has_key = key_hash(c, key, klen, &la->q[i].hash);
+        la->q[i].has_key = tl_key_prefetch_hash(c, key, klen, &la->q[i].hash);
         la->next += skip;
     }
     /* The next request to run gets its value, the one after its cell, the newest its slot. */

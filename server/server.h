@@ -150,6 +150,11 @@ struct tl_client;
  * returns, or tl_dbkey_make's error; writes raise c->wait_seq to their record's sequence number
  * so the reply waits for the WAL (net.c). existed may be NULL. */
 int tl_key_get(struct tl_client *c, const char *key, size_t klen, struct tl_val *v);
+/* tl_key_get of n keys into vals[0..n) (each cleared first: an absent key keeps type 0), their
+ * memtable lookups prefetched together so that their cache misses overlap. Returns 0 or the
+ * first error. */
+int tl_keys_get(struct tl_client *c, char *const *keys, const size_t *lens, size_t n,
+                struct tl_val *vals);
 int tl_key_put(struct tl_client *c, const char *key, size_t klen, const char *val, size_t vlen,
                int64_t expire_ms);
 /* tl_key_get for a command of Redis's string type: TL_EWRONGTYPE when the key holds a typed
@@ -167,6 +172,9 @@ int tl_key_update(struct tl_client *c, const char *key, size_t klen, tl_update_f
 void tl_note_seq(struct tl_client *c, uint64_t seq);
 /* Counts a read for INFO's keyspace_hits / keyspace_misses. */
 void tl_count_lookup(bool hit);
+/* The hash tl_db_prefetch takes for key in the client's database; false when the key makes no
+ * engine key (empty, or too long), which is then not prefetched. */
+bool tl_key_prefetch_hash(struct tl_client *c, const char *key, size_t klen, uint64_t *hash);
 /* Engine keys up to this long are built on the stack. */
 #define TL_DBKEY_INLINE_BYTES 128
 

@@ -445,11 +445,15 @@ static int get_active(struct tl_db *db, const void *key, size_t klen, uint64_t h
 
 int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
 {
+    return tl_db_get_hashed(db, key, klen, tl_hash64(key, klen), out);
+}
+
+int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, struct tl_val *out)
+{
     memset(out, 0, sizeof *out);
     if (klen > TL_MAX_KEY_BYTES)
         return tl_error(TL_ETOOBIG, "key of %zu bytes is over the limit of %d bytes", klen,
                         TL_MAX_KEY_BYTES);
-    uint64_t hash = tl_hash64(key, klen);
     int result;
     if (get_active(db, key, klen, hash, out, &result))
         return result;

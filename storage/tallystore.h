@@ -165,6 +165,9 @@ void tl_db_prefetch(tl_db *db, uint64_t hash, enum tl_prefetch_stage stage);
 /* Reads key. Returns 1 and fills *out when it exists, 0 when it does not or has expired: as in
  * Redis, a key is expired once the clock is past its expire_ms (at expire_ms it still exists). */
 int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out);
+/* tl_db_get with the key's hash computed already: hash must be tl_db_prefetch_hash(key, klen)
+ * (a caller that prefetched the key does not hash it twice). */
+int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, struct tl_val *out);
 
 /* Adds delta to the integer at key (a missing key counts as 0) and stores the result in
  * *result. TL_ENOTINT if the value is not an integer; TL_EOVERFLOW if the result would not
