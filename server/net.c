@@ -656,7 +656,6 @@ struct lookahead {
     } q[LOOKAHEAD];
 };
 
-/* The prefetch hash of the engine key of the client's key; false if there is none. */
 /* The request at off is about to run: drops it from the queue, peeks ahead to refill it, and
  * moves every queued key one stage on (the newest starts at the slot). */
 static void look_ahead(struct lookahead *la, struct tl_client *c, const char *buf, size_t len,

@@ -120,16 +120,24 @@ static int check_options(const struct tl_options *o)
 
 /* ---- writers entering the active memtable ------------------------------------------------ */
 
+/* Enters the active memtable (it cannot be switched out, nor later reset, until writer_exit),
+ * or returns NULL while a switch is in progress. Readers of the active table enter it too. */
+static struct tl_memtable *try_enter_active(struct tl_db *db)
+{
+    struct tl_memtable *m = atomic_load(&db->active);
+    atomic_fetch_add(&m->writers, 1);
+    if (!atomic_load(&m->frozen) && atomic_load(&db->active) == m)
+        return m;
+    atomic_fetch_sub(&m->writers, 1);
+    return NULL;
+}
+
 static struct tl_memtable *writer_enter(struct tl_db *db)
 {
-    for (;;) {
-        struct tl_memtable *m = atomic_load(&db->active);
-        atomic_fetch_add(&m->writers, 1);
-        if (!atomic_load(&m->frozen) && atomic_load(&db->active) == m)
-            return m;
-        atomic_fetch_sub(&m->writers, 1);
+    struct tl_memtable *m;
+    while (!(m = try_enter_active(db)))
         sched_yield(); /* a switch is in progress: it ends once in-flight writers leave */
-    }
+    return m;
 }
 
 static void writer_exit(struct tl_memtable *m)
@@ -369,7 +377,6 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
             whole = rc == 1;
         }
     }
-    rc = 0;
     if (batch != SIZE_MAX) {
         if ((rc = tl_sst_read_blocks(tables + batch, handles + batch, n - batch, refs + batch, 1)) <
             0)
@@ -381,7 +388,6 @@ int tl_db_fold_older(struct tl_db *db, struct tl_version *v, bool skip_active, c
             if (rc == 1)
                 break;
         }
-        rc = 0;
     }
     /* A byte value must outlive the block it was found in. */
     rc = tl_fold_own_bytes(f);
@@ -391,56 +397,45 @@ out:
     return rc;
 }
 
-/* The key's value seen from all layers of v (including its active memtable). */
-static int read_key(struct tl_db *db, struct tl_version *v, const void *key, size_t klen,
-                    uint64_t hash, struct tl_fold *f, struct tl_record *out)
+/* The value folded into f as tl_db_get answers it: 1 with *out, 0 when absent or expired, or
+ * an error. */
+static int fold_to_val(struct tl_db *db, const struct tl_fold *f, size_t klen, struct tl_val *out)
 {
-    tl_fold_init(f);
-    int rc = tl_db_fold_older(db, v, false, key, klen, hash, f);
-    if (rc < 0)
-        return rc;
-    rc = tl_fold_result(f, true, tl_db_now_ms(db), out);
-    if (rc < 0)
+    struct tl_record r;
+    if (tl_fold_result(f, true, tl_db_now_ms(db), &r) < 0)
         return tl_error(TL_ECORRUPT,
                         "an increment is stored over a byte value for a key of %zu "
                         "bytes; run tallyctl verify on %s",
                         klen, db->dir);
-    return 0;
+    return tl_record_to_val(&r, out);
 }
 
-/* The key's value when the active memtable holds all of it (a cell that is not a merge or an
- * expiry over older layers): returns 1 with tl_db_get's result in *result and *out, or 0 when
- * the other layers must be read. The table is entered as writers enter it, so
- * that it cannot be switched out (and later reset) during the read, but without waiting: a
- * switch in progress sends the read to the other layers. No version is taken (no lock). */
-static int get_active(struct tl_db *db, const void *key, size_t klen, uint64_t hash,
-                      struct tl_val *out, int *result)
+/* The key's value when the active memtable's cell holds all of it (the fold says it is whole,
+ * as tl_db_fold_older would): true with tl_db_get's result in *result and *out, false when the
+ * other layers must be read. No version is taken (no lock); a switch in progress sends the read
+ * to the other layers rather than wait. */
+static bool get_active(struct tl_db *db, const void *key, size_t klen, uint64_t hash,
+                       struct tl_val *out, int *result)
 {
-    struct tl_memtable *m = atomic_load(&db->active);
-    atomic_fetch_add(&m->writers, 1);
-    int rc = 0;
-    if (!atomic_load(&m->frozen) && atomic_load(&db->active) == m) {
-        struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
+    struct tl_memtable *m = try_enter_active(db);
+    if (!m)
+        return false;
+    bool whole = false;
+    struct tl_cell *c = tl_memtable_find(m, key, klen, hash);
+    if (c) {
         struct tl_cell_snap s;
-        if (c) {
-            tl_cell_read(m, c, &s);
-            if (!tl_cell_is_placeholder(&s) && s.state != TL_CELL_MERGE &&
-                s.state != TL_CELL_EXPIRE) {
-                struct tl_fold f;
-                struct tl_record r, whole;
-                tl_cell_snap_to_record(&s, &r);
-                tl_fold_init(&f);
-                tl_fold_add(&f, &r);
-                if (tl_fold_result(&f, true, tl_db_now_ms(db), &whole) == 0) {
-                    *result = tl_record_to_val(&whole, out);
-                    rc = 1;
-                }
-                tl_fold_free(&f);
-            }
-        }
+        struct tl_record r;
+        struct tl_fold f;
+        tl_cell_read(m, c, &s);
+        tl_cell_snap_to_record(&s, &r);
+        tl_fold_init(&f);
+        whole = !tl_cell_is_placeholder(&s) && tl_fold_add(&f, &r);
+        if (whole) /* converted while inside: a byte value may lie in the table */
+            *result = fold_to_val(db, &f, klen, out);
+        tl_fold_free(&f);
     }
-    atomic_fetch_sub(&m->writers, 1);
-    return rc;
+    writer_exit(m);
+    return whole;
 }
 
 int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out)
@@ -459,10 +454,10 @@ int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, str
         return result;
     struct tl_version *v = tl_version_acquire(db);
     struct tl_fold f;
-    struct tl_record r;
-    int rc = read_key(db, v, key, klen, hash, &f, &r);
+    tl_fold_init(&f);
+    int rc = tl_db_fold_older(db, v, false, key, klen, hash, &f);
     if (rc == 0)
-        rc = tl_record_to_val(&r, out);
+        rc = fold_to_val(db, &f, klen, out);
     tl_fold_free(&f);
     tl_version_release(db, v);
     return rc;

@@ -226,18 +226,13 @@ static int read_blocks(struct tl_sst **tables, const struct tl_block_handle *han
     for (size_t i = 0; i < n; i++) {
         struct tl_sst *t = tables[i];
         const struct tl_block_handle *h = &handles[i];
-        if ((rc = check_handle(t, h)) < 0)
+        rc = use_cache && i >= missed ? tl_sst_cached_block(t, h, &refs[i]) : check_handle(t, h);
+        if (rc < 0)
             goto fail;
+        if (rc == 1)
+            continue; /* a hit */
         refs[i].table = t;
         refs[i].offset = h->offset;
-        if (use_cache && t->cache && i >= missed) {
-            struct tl_cached_block *cb = tl_block_cache_lookup(t->cache, t->number, h->offset);
-            if (cb) {
-                refs[i].cached = cb;
-                refs[i].data = tl_cached_block_data(cb, &refs[i].size);
-                continue;
-            }
-        }
         size_t len = (size_t)h->size + TL_SST_TRAILER_BYTES;
         reqs[m].buf = malloc(len);
         if (!reqs[m].buf) {
