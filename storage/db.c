@@ -836,8 +836,8 @@ static int decide_incr_float(void *arg, const struct tl_record *cur, struct tl_r
 int tl_db_incr_float(tl_db *db, const void *key, size_t klen, long double delta,
                      long double *result, uint64_t *seq)
 {
-    if (isnan(delta) || isinf(delta))
-        return tl_error(TL_ENANINF, "increment would produce NaN or Infinity");
+    /* An infinite or NaN delta is refused by decide_incr_float, once the stored value is
+     * known to be a number (as Redis: "not a valid float" comes first). */
     struct float_arg *a = malloc(sizeof *a);
     if (!a)
         return tl_error(-ENOMEM, "out of memory");

@@ -22,6 +22,8 @@ static void test_errors(tl_db *db)
     CHECK_EQ_INT(tl_db_incr(db, "text", 4, 1, &v, NULL), TL_ENOTINT);
     long double f;
     CHECK_EQ_INT(tl_db_incr_float(db, "text", 4, 1.5L, &f, NULL), TL_ENOTFLOAT);
+    /* The stored value is judged before the delta, as Redis does. */
+    CHECK_EQ_INT(tl_db_incr_float(db, "text", 4, 1.0L / 0.0L, &f, NULL), TL_ENOTFLOAT);
     static char big[TL_MAX_KEY_BYTES + 1];
     CHECK_EQ_INT(tl_db_incr(db, big, sizeof big, 1, &v, NULL), TL_ETOOBIG);
     CHECK(strstr(tl_last_error(), "65536"));

@@ -632,6 +632,10 @@ static void test_incr_family(void)
     EXPECT_ERR(CMD(c, "INCRBYFLOAT f abc"), "ERR value is not a valid float");
     EXPECT_ERR(CMD(c, "INCRBYFLOAT str 1"), "ERR value is not a valid float");
     EXPECT_ERR(CMD(c, "INCRBYFLOAT f inf"), "ERR increment would produce NaN or Infinity");
+    /* As Redis: the stored value is read first, so a value that is no float answers that,
+     * whatever the increment. */
+    EXPECT_ERR(CMD(c, "INCRBYFLOAT str inf"), "ERR value is not a valid float");
+    EXPECT_ERR(CMD(c, "INCRBYFLOAT str -inf"), "ERR value is not a valid float");
     EXPECT_ERR(CMD(c, "INCR f"), "ERR value is not an integer or out of range");
     EXPECT_STR(CMD(c, "GET f"), "5.6");
     redisFree(c);
