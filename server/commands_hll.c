@@ -734,7 +734,9 @@ static void cmd_pfmerge(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, -ENOMEM);
         goto out;
     }
-    if (!union_registers(c, a, 2, max, h, &op.any_dense))
+    /* From argv[1]: the destination is read as a source first, as Redis does, so that the
+     * first bad key in that order names the error. */
+    if (!union_registers(c, a, 1, max, h, &op.any_dense))
         goto out;
     int rc = tl_key_update(c, a->argv[1], a->len[1], pfmerge_update, &op);
     if (rc < 0 || op.check != HLL_OK)

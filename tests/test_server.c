@@ -1419,6 +1419,13 @@ static void test_hll_bytes(void)
     EXPECT_ERR(CMD(c, "PFCOUNT notint"), "WRONGTYPE Key is not a valid HyperLogLog string value.");
     EXPECT_ERR(CMD(c, "PFMERGE hll notint"),
                "WRONGTYPE Key is not a valid HyperLogLog string value.");
+    /* As Redis, PFMERGE reads its destination first, then the sources in order, each checked
+     * and merged before the next is looked at: the first bad key names the error. */
+    EXPECT_INT(CMD(c, "APPEND hll2 junk"), (long long)sizeof HLL_ABC - 1 + 4);
+    EXPECT_ERR(CMD(c, "PFMERGE hll2 notint"), "INVALIDOBJ Corrupted HLL object detected");
+    EXPECT_ERR(CMD(c, "PFMERGE notint hll2"),
+               "WRONGTYPE Key is not a valid HyperLogLog string value.");
+    EXPECT_ERR(CMD(c, "PFMERGE hll hll2 notint"), "INVALIDOBJ Corrupted HLL object detected");
     redisFree(c);
 }
 
