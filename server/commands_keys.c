@@ -268,7 +268,8 @@ static void ttl_generic(struct tl_client *c, struct tl_args *a, bool in_ms, bool
         if (v < 0)
             v = 0;
     }
-    tl_reply_int(c, in_ms ? v : (v + MS_PER_S / 2) / MS_PER_S);
+    /* Rounded without adding first: v may be as large as INT64_MAX (PEXPIREAT's limit). */
+    tl_reply_int(c, in_ms ? v : v / MS_PER_S + (v % MS_PER_S >= MS_PER_S / 2));
 }
 
 static void cmd_ttl(struct tl_client *c, struct tl_args *a)

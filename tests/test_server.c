@@ -779,6 +779,12 @@ static void test_expire_family(void)
     EXPECT_INT(CMD(c, "EXPIRETIME c"), t / 1000 + 300);
     EXPECT_INT(CMD(c, "PEXPIREAT c %lld", t + 400000), 1);
     EXPECT_INT(CMD(c, "PEXPIRETIME c"), t + 400000);
+    /* The furthest expiry PEXPIREAT takes: seconds are rounded as Redis rounds them. */
+    EXPECT_INT(CMD(c, "PEXPIREAT c 9223372036854775807"), 1);
+    EXPECT_INT(CMD(c, "PEXPIRETIME c"), INT64_MAX);
+    EXPECT_INT(CMD(c, "EXPIRETIME c"), 9223372036854776LL);
+    EXPECT_RANGE(CMD(c, "TTL c"), (INT64_MAX - t) / 1000 - 100, (INT64_MAX - t) / 1000 + 1);
+    EXPECT_INT(CMD(c, "PEXPIREAT c %lld", t + 400000), 1);
     EXPECT_INT(CMD(c, "EXPIRE nokey 10"), 0);
     EXPECT_INT(CMD(c, "PEXPIRE nokey 10"), 0);
     EXPECT_INT(CMD(c, "EXPIREAT nokey %lld", t / 1000 + 10), 0);
