@@ -489,13 +489,16 @@ cleanup:
     return rc;
 }
 
-/* A cursor is an unsigned 64-bit decimal number, as Redis parses it. */
+/* A cursor is an unsigned 64-bit decimal number, read as Redis reads it (with strtoul): an
+ * empty cursor is 0, a sign may lead, and "-N" wraps around (-1 is the largest cursor). */
 static bool parse_cursor(const char *s, size_t len, uint64_t *out)
 {
-    if (len == 0)
-        return false;
+    bool negative = len > 0 && s[0] == '-';
+    size_t i = len > 0 && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (i == 1 && len == 1)
+        return false; /* a sign without digits */
     uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
         uint64_t d = (uint64_t)(s[i] - '0');
@@ -503,7 +506,7 @@ static bool parse_cursor(const char *s, size_t len, uint64_t *out)
             return false;
         v = v * 10 + d;
     }
-    *out = v;
+    *out = negative ? 0 - v : v;
     return true;
 }
 

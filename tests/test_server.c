@@ -967,13 +967,31 @@ static void test_scan(void)
     free(seen);
 
     EXPECT_ERR(CMD(c, "SCAN abc"), "ERR invalid cursor");
+    /* Cursors read as Redis reads them (strtoul): "-1" is the largest cursor, past every key;
+     * an empty cursor or "+0" starts a scan; a leading space, a lone sign or 2^64 is no cursor. */
+    redisReply *r = CMD(c, "SCAN -1");
+    CHECK_TRUE(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   strcmp(r->element[0]->str, "0") == 0 && r->element[1]->elements == 0,
+               "SCAN -1 did not answer cursor 0 and no keys");
+    freeReplyObject(r);
+    EXPECT_ERR(CMD(c, "SCAN -1 COUNT 0"), "ERR syntax error");
+    for (int k = 0; k < 2; k++) {
+        r = k == 0 ? CMD(c, "SCAN %s COUNT 1000", "") : CMD(c, "SCAN +0 COUNT 1000");
+        CHECK_TRUE(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                       r->element[1]->elements > 0,
+                   "SCAN with cursor %s did not start a scan", k == 0 ? "''" : "+0");
+        freeReplyObject(r);
+    }
+    EXPECT_ERR(CMD(c, "SCAN %s", " 1"), "ERR invalid cursor");
+    EXPECT_ERR(CMD(c, "SCAN -"), "ERR invalid cursor");
+    EXPECT_ERR(CMD(c, "SCAN 18446744073709551616"), "ERR invalid cursor");
     EXPECT_ERR(CMD(c, "SCAN 0 COUNT 0"), "ERR syntax error");
     EXPECT_ERR(CMD(c, "SCAN 0 COUNT abc"), "ERR value is not an integer or out of range");
     EXPECT_ERR(CMD(c, "SCAN 0 FOO"), "ERR syntax error");
     EXPECT_ERR(CMD(c, "SCAN"), "ERR wrong number of arguments for 'scan' command");
     EXPECT_OK(CMD(c, "FLUSHALL"));
     EXPECT_INT(CMD(c, "DBSIZE"), 0);
-    redisReply *r = CMD(c, "SCAN 0");
+    r = CMD(c, "SCAN 0");
     CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                    r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements == 0,
                "SCAN of an empty database returned keys");
