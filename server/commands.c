@@ -733,10 +733,8 @@ static void reject_unknown_subcommand(struct tl_client *c, const struct tl_comma
     reject(c, text);
 }
 
-void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
+static void dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
 {
-    if (a->argc <= 0)
-        return;
     int64_t start_us = clock_us && *clock_us ? *clock_us : now_us();
     if (clock_us)
         *clock_us = 0;
@@ -805,4 +803,18 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
     int64_t end_us = slowlog_check(c, a, start_us);
     if (clock_us)
         *clock_us = end_us;
+}
+
+void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
+{
+    if (a->argc <= 0)
+        return;
+    size_t out_len = c->out.len;
+    dispatch(c, a, clock_us);
+    /* CLIENT REPLY OFF or SKIP: whatever the command answered, errors too, is dropped. */
+    if (c->reply_off || c->reply_skip) {
+        c->out.len = out_len;
+        if (c->reply_skip)
+            c->reply_skip--;
+    }
 }

@@ -296,6 +296,8 @@ static void cmd_reset(struct tl_client *c, struct tl_args *a)
     c->db = 0;
     set_client_name(c, "", 0);
     c->authenticated = !requirepass_set();
+    c->reply_off = false;
+    c->reply_skip = 0;
     tl_reply_status(c, "RESET");
 }
 
@@ -562,6 +564,23 @@ static void client_setinfo(struct tl_client *c, struct tl_args *a)
     tl_reply_ok(c);
 }
 
+/* CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing (tl_dispatch drops their reply). */
+static void client_reply(struct tl_client *c, struct tl_args *a)
+{
+    if (tl_arg_eq(a->argv[2], a->len[2], "on")) {
+        c->reply_off = false;
+        c->reply_skip = 0;
+        tl_reply_ok(c);
+    } else if (tl_arg_eq(a->argv[2], a->len[2], "off")) {
+        c->reply_off = true;
+    } else if (tl_arg_eq(a->argv[2], a->len[2], "skip")) {
+        if (!c->reply_off)
+            c->reply_skip = 2; /* this command's reply, then the next one's */
+    } else {
+        tl_reply_syntax_error(c);
+    }
+}
+
 /* CLIENT NO-EVICT and NO-TOUCH: Tally neither evicts clients nor tracks key access times. */
 static void client_on_off(struct tl_client *c, struct tl_args *a)
 {
@@ -593,6 +612,8 @@ static void client_help(struct tl_client *c, struct tl_args *a)
         "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
         "    * USER <username>",
         "    * SKIPME (YES|NO): leave this connection alone (the default is YES).",
+        "REPLY (ON|OFF|SKIP)",
+        "    Replies to every command (ON), to none (OFF), or to all but the next one (SKIP).",
         "SETINFO (LIB-NAME|LIB-VER) <value>",
         "    Accepted for compatibility; Tally does not record it.",
         "NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
@@ -624,6 +645,9 @@ static const struct tl_command client_subcommands[] = {
     {"setinfo", 4, TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0, client_setinfo,
      "connection", "7.2.0", "Sets information specific to the client or connection.", "O(1)",
      "LIB-NAME libname|LIB-VER libver", NULL},
+    {"reply", 3, TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0, client_reply,
+     "connection", "3.2.0", "Instructs the server whether to reply to commands.", "O(1)",
+     "ON|OFF|SKIP", NULL},
     {"no-evict", 3, TL_CMD_ADMIN | TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0,
      client_on_off, "connection", "7.0.0",
      "Sets the client eviction mode of the connection (Tally evicts no clients).", "O(1)", "ON|OFF",

@@ -256,6 +256,10 @@ struct tl_client {
     uint64_t wait_seq;      /* replies wait until the WAL has this sequence number */
     bool close_after_reply; /* QUIT, a protocol error */
     bool closing;
+    /* CLIENT REPLY: OFF drops every reply; SKIP drops its own and the next command's
+     * (reply_skip counts the commands whose replies are still to drop). tl_dispatch drops them. */
+    bool reply_off;
+    uint8_t reply_skip;
 
     /* MULTI */
     bool in_multi;

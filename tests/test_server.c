@@ -1010,6 +1010,30 @@ static long long client_id(redisContext *c)
     return id;
 }
 
+/* CLIENT REPLY: OFF answers nothing, errors neither, until ON; SKIP drops the next reply; RESET
+ * turns replies back on. The commands without replies are only appended, then a command that
+ * answers reads the first reply on the connection. */
+static void test_client_reply(void)
+{
+    redisContext *c = fresh();
+    redisAppendCommand(c, "CLIENT REPLY OFF");
+    redisAppendCommand(c, "SET cr 1");
+    redisAppendCommand(c, "INCR cr");
+    redisAppendCommand(c, "NOSUCHCOMMAND");
+    redisAppendCommand(c, "CLIENT REPLY SKIP"); /* nothing to skip while OFF */
+    EXPECT_OK(CMD(c, "CLIENT REPLY ON"));
+    EXPECT_STR(CMD(c, "GET cr"), "2");
+    redisAppendCommand(c, "CLIENT REPLY SKIP");
+    redisAppendCommand(c, "INCR cr");
+    EXPECT_STR(CMD(c, "GET cr"), "3");
+    EXPECT_ERR(CMD(c, "CLIENT REPLY MAYBE"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "CLIENT REPLY"), "ERR wrong number of arguments for 'client|reply' command");
+    redisAppendCommand(c, "CLIENT REPLY OFF");
+    EXPECT_STATUS(CMD(c, "RESET"), "RESET");
+    EXPECT_STATUS(CMD(c, "PING"), "PONG");
+    redisFree(c);
+}
+
 static void test_connection(void)
 {
     redisContext *c = fresh();
@@ -2038,6 +2062,7 @@ int main(void)
     test_expire_family();
     test_scan();
     test_connection();
+    test_client_reply();
     test_resp3();
     test_info();
     test_config();
