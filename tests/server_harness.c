@@ -168,8 +168,8 @@ static bool srv_answers(int fd)
  * Exits 77 when tallyd reports that io_uring is unavailable. */
 void srv_start(struct test_server *s)
 {
-    const char *bin = srv_binary();
-    bool redis = srv_is_redis();
+    bool redis = s->redis;
+    const char *bin = redis ? "redis-server" : srv_binary();
     const char *argv[8 + 4 * SRV_MAX_OPTS];
     static char names[SRV_MAX_OPTS][128];
     char port[16], olimit[64];
@@ -305,11 +305,18 @@ void srv_add_opt(struct test_server *s, const char *name, const char *value)
 void srv_init(struct test_server *s, const char *tmpdir, const char *name)
 {
     memset(s, 0, sizeof *s);
+    s->redis = srv_is_redis();
     snprintf(s->dir, sizeof s->dir, "%s/%s", tmpdir, name);
     if (mkdir(s->dir, 0700) < 0 && errno != EEXIST) {
         perror(s->dir);
         exit(1);
     }
+}
+
+void srv_init_redis(struct test_server *s, const char *tmpdir, const char *name)
+{
+    srv_init(s, tmpdir, name);
+    s->redis = true;
 }
 
 /* ---- raw RESP over a socket ----------------------------------------------------------------- */

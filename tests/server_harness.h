@@ -33,6 +33,7 @@
 #define CONN_TIMEOUT_S 10
 
 struct test_server {
+    bool redis; /* redis-server rather than tallyd (srv_init: as TALLY_TEST_SERVER says) */
     pid_t pid;
     int port;
     char dir[4096]; /* the data directory */
@@ -50,6 +51,9 @@ const char *srv_binary(void);
 void srv_setup(unsigned alarm_s);
 /* A fresh data directory tmpdir/name; no options. */
 void srv_init(struct test_server *s, const char *tmpdir, const char *name);
+/* The same for a redis-server beside tallyd (a differential test), whatever TALLY_TEST_SERVER
+ * says. */
+void srv_init_redis(struct test_server *s, const char *tmpdir, const char *name);
 /* Adds --name value to the next starts (mapped to redis-server's names where they differ). */
 void srv_add_opt(struct test_server *s, const char *name, const char *value);
 /* Starts the server and waits until it answers; exits 1 on failure, 77 without io_uring. */
