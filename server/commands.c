@@ -42,6 +42,7 @@
 #define TL_CMD_MAX         (TL_CMD_INDEX_SLOTS / 2)
 /* No command name is longer; longer input is unknown without hashing it. */
 #define TL_CMD_NAME_MAX 64
+_Static_assert(TL_CMD_FULL_NAME_BYTES >= TL_CMD_NAME_MAX * 2 + 2, "names of subcommands");
 
 /* Redis's limits on what error replies and the slow log show of arguments. */
 #define TL_ERR_SHOW_BYTES       128
@@ -140,6 +141,7 @@ static void index_add_table(const struct tl_command *t)
 }
 
 static void slots_init(void);
+static void stats_build(void);
 
 static void index_build(void)
 {
@@ -153,7 +155,9 @@ static void index_build(void)
     index_add_table(tl_commands_info);
     index_add_table(tl_commands_introspect);
     index_add_table(tl_commands_transactions);
+    index_add_table(tl_commands_latency);
     slots_init();
+    stats_build();
 }
 
 const struct tl_command *tl_command_lookup(const char *name, size_t len)
@@ -201,6 +205,74 @@ static void full_name(char *buf, size_t cap, const struct tl_command *parent,
         snprintf(buf, cap, "%s", cmd->name);
     else
         snprintf(buf, cap, "%s|%s", parent->name, cmd->name);
+}
+
+/* ---- statistics slots (cmdstats.c counts in them) ------------------------------------------- */
+
+#define TL_CMD_STAT_MAX   (TL_CMD_MAX * 2) /* commands and subcommands */
+#define TL_CMD_STAT_SLOTS (TL_CMD_STAT_MAX * 2)
+
+static const struct tl_command *stat_cmd[TL_CMD_STAT_MAX], *stat_parent[TL_CMD_STAT_MAX];
+static size_t stat_count;
+static int stat_index[TL_CMD_STAT_SLOTS]; /* by the command's address: its slot + 1, 0 empty */
+
+static uint32_t ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(x >> 32);
+}
+
+static void stat_add(const struct tl_command *cmd, const struct tl_command *parent)
+{
+    if (stat_count == TL_CMD_STAT_MAX)
+        return; /* not counted: TL_CMD_MAX bounds the tables well below */
+    uint32_t i = ptr_hash(cmd) & (TL_CMD_STAT_SLOTS - 1);
+    while (stat_index[i])
+        i = (i + 1) & (TL_CMD_STAT_SLOTS - 1);
+    stat_index[i] = (int)stat_count + 1;
+    stat_cmd[stat_count] = cmd;
+    stat_parent[stat_count] = parent;
+    stat_count++;
+}
+
+static void stats_build(void)
+{
+    for (size_t k = 0; k < cmd_count; k++) {
+        stat_add(cmd_list[k], cmd_list[k]);
+        for (const struct tl_command *sub = cmd_list[k]->subcommands; sub && sub->name; sub++)
+            stat_add(sub, cmd_list[k]);
+    }
+}
+
+size_t tl_command_stat_count(void)
+{
+    pthread_once(&cmd_once, index_build);
+    return stat_count;
+}
+
+int tl_command_stat_id(const struct tl_command *cmd)
+{
+    pthread_once(&cmd_once, index_build);
+    for (uint32_t i = ptr_hash(cmd) & (TL_CMD_STAT_SLOTS - 1); stat_index[i];
+         i = (i + 1) & (TL_CMD_STAT_SLOTS - 1))
+        if (stat_cmd[stat_index[i] - 1] == cmd)
+            return stat_index[i] - 1;
+    return -1;
+}
+
+void tl_command_stat_name(int id, char *buf, size_t cap)
+{
+    full_name(buf, cap, stat_parent[id], stat_cmd[id]);
+}
+
+int tl_command_stat_find(const char *name, size_t len)
+{
+    const char *bar = memchr(name, '|', len);
+    size_t plen = bar ? (size_t)(bar - name) : len;
+    const struct tl_command *cmd = tl_command_lookup(name, plen);
+    if (cmd && bar)
+        cmd = cmd->subcommands ? find_subcommand(cmd, bar + 1, len - plen - 1) : NULL;
+    return cmd ? tl_command_stat_id(cmd) : -1;
 }
 
 /* ---- errors every command shares ----------------------------------------------------------- */
@@ -538,11 +610,11 @@ static void slowlog_push(struct tl_client *c, const struct tl_args *a, int64_t s
  * as now, or 0 when the slow log is off and it read none. */
 static int64_t slowlog_check(struct tl_client *c, const struct tl_args *a, int64_t start_us)
 {
+    int64_t end_us = now_us();
     long long slower_than =
         tl_srv ? __atomic_load_n(&tl_srv->cfg.slowlog_log_slower_than, __ATOMIC_RELAXED) : -1;
     if (slower_than < 0)
-        return 0;
-    int64_t end_us = now_us();
+        return end_us;
     int64_t d = end_us - start_us;
     if (d < 0)
         d = 0;
@@ -602,6 +674,19 @@ static void reject(struct tl_client *c, const char *text)
         c->multi_failed = true;
 }
 
+/* A command that was found but refused before it ran: counted as rejected (INFO commandstats). */
+static void reject_call(struct tl_client *c, const char *text)
+{
+    tl_cmdstat_rejected(c->last_stat);
+    reject(c, text);
+}
+
+/* Whether the reply that starts at offset from of c->out is an error. */
+static bool replied_error(const struct tl_client *c, size_t from)
+{
+    return c->out.len > from && c->out.data[from] == '-';
+}
+
 /* Queues a command inside MULTI. The queue's bytes count against client-query-buffer-limit,
  * since they are request bytes held for the client. */
 static void queue_command(struct tl_client *c, const struct tl_command *cmd, tl_cmd_fn fn,
@@ -611,7 +696,7 @@ static void queue_command(struct tl_client *c, const struct tl_command *cmd, tl_
         size_t cap = c->cap_queued ? c->cap_queued * 2 : 8;
         struct tl_queued_cmd *q = realloc(c->queued, cap * sizeof *q);
         if (!q) {
-            reject(c, "ERR out of memory queueing the command");
+            reject_call(c, "ERR out of memory queueing the command");
             return;
         }
         c->queued = q;
@@ -620,7 +705,7 @@ static void queue_command(struct tl_client *c, const struct tl_command *cmd, tl_
     struct tl_queued_cmd *e = &c->queued[c->n_queued];
     size_t bytes;
     if (args_dup(&e->args, a, &bytes) != 0) {
-        reject(c, "ERR out of memory queueing the command");
+        reject_call(c, "ERR out of memory queueing the command");
         return;
     }
     size_t before = c->n_queued ? c->queued[c->n_queued - 1].queued_bytes : 0;
@@ -628,7 +713,7 @@ static void queue_command(struct tl_client *c, const struct tl_command *cmd, tl_
     long long limit = __atomic_load_n(&tl_srv->cfg.client_query_buffer_limit, __ATOMIC_RELAXED);
     if (limit > 0 && e->queued_bytes > (unsigned long long)limit) {
         tl_args_free(&e->args);
-        reject(c, "ERR MULTI queue is over client-query-buffer-limit");
+        reject_call(c, "ERR MULTI queue is over client-query-buffer-limit");
         return;
     }
     e->cmd = cmd;
@@ -681,10 +766,12 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
     tl_reply_array(c, n);
     for (size_t i = 0; i < n; i++) {
         int64_t start_us = now_us();
+        size_t out_len = c->out.len;
         tl_command_time_set(start_us);
         q[i].fn(c, &q[i].args);
         tl_command_time_set(0);
-        slowlog_check(c, &q[i].args, start_us);
+        int64_t end_us = slowlog_check(c, &q[i].args, start_us);
+        tl_cmdstat_call(tl_command_stat_id(q[i].cmd), end_us - start_us, replied_error(c, out_len));
     }
     exclusive_end();
     queue_free(q, n);
@@ -767,26 +854,29 @@ static void dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
         memcpy(c->last_cmd, name, nlen);
         c->last_cmd[nlen] = '\0';
         c->last_def = cmd;
+        c->last_stat = tl_command_stat_id(cmd);
     }
 
     if (!arity_ok(cmd, a->argc)) {
         full_name(name, sizeof name, parent, cmd);
         char text[sizeof name + 64];
         snprintf(text, sizeof text, "ERR wrong number of arguments for '%s' command", name);
-        reject(c, text);
+        reject_call(c, text);
         return;
     }
     unsigned flags = cmd->flags | (parent->flags & (TL_CMD_NOAUTH | TL_CMD_NOMULTI));
     if (!c->authenticated && !(flags & TL_CMD_NOAUTH)) {
-        reject(c, "NOAUTH Authentication required.");
+        reject_call(c, "NOAUTH Authentication required.");
         return;
     }
     if (c->in_multi && !(flags & TL_CMD_NOMULTI)) {
         queue_command(c, cmd, fn, a);
         return;
     }
+    size_t out_len = c->out.len;
     if (fn == cmd_exec) {
         cmd_exec(c, a); /* takes the exclusive side itself, and times each queued command */
+        tl_cmdstat_call(c->last_stat, now_us() - start_us, replied_error(c, out_len));
         return;
     }
     tl_command_time_set(start_us);
@@ -801,6 +891,7 @@ static void dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
     }
     tl_command_time_set(0);
     int64_t end_us = slowlog_check(c, a, start_us);
+    tl_cmdstat_call(c->last_stat, end_us - start_us, replied_error(c, out_len));
     if (clock_us)
         *clock_us = end_us;
 }

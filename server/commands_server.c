@@ -844,6 +844,7 @@ static void config_resetstat(struct tl_client *c, struct tl_args *a)
     atomic_store(&s->keyspace_misses, 0);
     atomic_store(&s->output_limit_disconnections, 0);
     atomic_store(&s->protocol_errors, 0);
+    tl_cmdstat_reset();
     tl_reply_ok(c);
 }
 

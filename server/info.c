@@ -355,6 +355,51 @@ static void info_types(struct tl_buf *b, struct info_ctx *x)
     tl_buf_printf(b, "window_policies:%zu\r\n", tl_window_policy_count());
 }
 
+/* commandstats and latencystats: a line for each command that ran (or, for commandstats, was
+ * refused) since the last CONFIG RESETSTAT, in Redis's form (cmdstats.c counts them). */
+static void commandstat_line(struct tl_buf *b, const char *name, const struct tl_cmdstat *s)
+{
+    tl_buf_printf(b,
+                  "cmdstat_%s:calls=%" PRIu64 ",usec=%" PRIu64 ",usec_per_call=%.2f,"
+                  "rejected_calls=%" PRIu64 ",failed_calls=%" PRIu64 "\r\n",
+                  name, s->calls, s->usec, s->calls ? (double)s->usec / (double)s->calls : 0.0,
+                  s->rejected, s->failed);
+}
+
+static void latencystat_line(struct tl_buf *b, const char *name, const struct tl_cmdstat *s)
+{
+    if (s->calls)
+        tl_buf_printf(b, "latency_percentiles_usec_%s:p50=%.3f,p99=%.3f,p99.9=%.3f\r\n", name,
+                      tl_cmdstat_percentile(s, 50), tl_cmdstat_percentile(s, 99),
+                      tl_cmdstat_percentile(s, 99.9));
+}
+
+static void each_cmdstat(struct tl_buf *b, void (*line)(struct tl_buf *b, const char *name,
+                                                        const struct tl_cmdstat *s))
+{
+    char name[TL_CMD_FULL_NAME_BYTES];
+    for (size_t id = 0; id < tl_command_stat_count(); id++) {
+        struct tl_cmdstat s;
+        tl_cmdstat_get((int)id, &s);
+        if (!s.calls && !s.rejected)
+            continue;
+        tl_command_stat_name((int)id, name, sizeof name);
+        line(b, name, &s);
+    }
+}
+
+static void info_commandstats(struct tl_buf *b, struct info_ctx *x)
+{
+    (void)x;
+    each_cmdstat(b, commandstat_line);
+}
+
+static void info_latencystats(struct tl_buf *b, struct info_ctx *x)
+{
+    (void)x;
+    each_cmdstat(b, latencystat_line);
+}
+
 struct info_section {
     const char *name;  /* as INFO's argument */
     const char *title; /* as its "# Title" line */
@@ -376,6 +421,8 @@ static const struct info_section info_sections[] = {
     {"keyspace", "Keyspace", true, info_keyspace},
     {"storage", "Storage", true, info_storage},
     {"types", "Types", false, info_types},
+    {"commandstats", "Commandstats", false, info_commandstats},
+    {"latencystats", "Latencystats", false, info_latencystats},
 };
 #define TL_N_INFO_SECTIONS (sizeof info_sections / sizeof info_sections[0])
 _Static_assert(TL_N_INFO_SECTIONS <= TL_INFO_MAX_SECTIONS, "raise TL_INFO_MAX_SECTIONS");

@@ -250,6 +250,7 @@ struct tl_client {
     int64_t created_ms, last_cmd_ms;
     char last_cmd[32];                 /* its name for CLIENT LIST, cut */
     const struct tl_command *last_def; /* the command last_cmd names */
+    int last_stat;                     /* its statistics slot */
 
     struct tl_buf query;    /* bytes received and not yet parsed */
     struct tl_buf out;      /* encoded replies not yet handed to the kernel */
@@ -375,6 +376,33 @@ extern const struct tl_command tl_commands_server[];
 extern const struct tl_command tl_commands_info[];         /* INFO (info.c) */
 extern const struct tl_command tl_commands_introspect[];   /* COMMAND (commands_introspect.c) */
 extern const struct tl_command tl_commands_transactions[]; /* MULTI, EXEC, DISCARD (commands.c) */
+extern const struct tl_command tl_commands_latency[];      /* LATENCY HISTOGRAM (cmdstats.c) */
+
+/* ---- per-command statistics (cmdstats.c) --------------------------------------------------- */
+
+/* Latency buckets: up to 1 us, up to 2 us, up to 4 us, ... up to 2^(TL_CMDSTAT_BUCKETS-1) us. */
+#define TL_CMDSTAT_BUCKETS 40
+struct tl_cmdstat {
+    uint64_t calls, usec, rejected, failed;
+    uint64_t hist[TL_CMDSTAT_BUCKETS];
+};
+/* Statistics slots: one per command and per subcommand, numbered when commands.c builds its
+ * index. tl_command_stat_id is -1 for a command outside the tables; tl_command_stat_find takes
+ * a name as LATENCY HISTOGRAM does ("get", "client|list", any case). */
+size_t tl_command_stat_count(void);
+int tl_command_stat_id(const struct tl_command *cmd);
+int tl_command_stat_find(const char *name, size_t len);
+void tl_command_stat_name(int id, char *buf, size_t cap); /* "get", "client|list" */
+#define TL_CMD_FULL_NAME_BYTES 130                        /* room for any such name */
+/* A call that ran for us microseconds (failed: it answered an error), or one refused before it
+ * ran (wrong arity, not authenticated, a full MULTI queue). Thread-safe and cheap. */
+void tl_cmdstat_call(int id, int64_t us, bool failed);
+void tl_cmdstat_rejected(int id);
+/* What slot id counted since the last tl_cmdstat_reset, over every thread. */
+void tl_cmdstat_get(int id, struct tl_cmdstat *out);
+void tl_cmdstat_reset(void);
+/* The p-th percentile (0..100) of the latencies in s, in microseconds (see cmdstats.c). */
+double tl_cmdstat_percentile(const struct tl_cmdstat *s, double p);
 
 /* HyperLogLog values (commands_hll.c), shared with WPFADD/WPFCOUNT's buckets. An add is a
  * tl_update_fn adding the elements argv[from..to) to a value (absent: a new HLL); it can run

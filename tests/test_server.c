@@ -967,11 +967,13 @@ static void test_scan(void)
     free(seen);
 
     EXPECT_ERR(CMD(c, "SCAN abc"), "ERR invalid cursor");
-    /* Cursors read as Redis reads them (strtoul): "-1" is the largest cursor, past every key;
-     * an empty cursor or "+0" starts a scan; a leading space, a lone sign or 2^64 is no cursor. */
+    /* Cursors read as Redis reads them (strtoul): "-1" is the largest cursor, and the scan ends
+     * there (Redis may still answer the keys of the bucket it masks to; Tally answers none); an
+     * empty cursor or "+0" starts a scan; a leading space, a lone sign or 2^64 is no cursor. */
     redisReply *r = CMD(c, "SCAN -1");
     CHECK_TRUE(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-                   strcmp(r->element[0]->str, "0") == 0 && r->element[1]->elements == 0,
+                   strcmp(r->element[0]->str, "0") == 0 &&
+                   (g_redis || r->element[1]->elements == 0),
                "SCAN -1 did not answer cursor 0 and no keys");
     freeReplyObject(r);
     EXPECT_ERR(CMD(c, "SCAN -1 COUNT 0"), "ERR syntax error");
@@ -1227,6 +1229,101 @@ static void test_auth(const char *tmp)
 }
 
 /* ---- server --------------------------------------------------------------------------------- */
+
+/* Checks that INFO section's text holds each of the NULL-terminated lines (or line starts). */
+static void expect_info_lines(int line, redisContext *c, const char *section, const char **want)
+{
+    redisReply *r = cmd_at(line, c, "INFO %s", section);
+    for (; *want; want++)
+        if (!(r->type == REDIS_REPLY_STRING && strstr(r->str, *want)))
+            fail_at(line, "INFO %s lacks \"%s\": %.600s", section, *want,
+                    r->type == REDIS_REPLY_STRING ? r->str : "(not a string)");
+        else
+            pass();
+    freeReplyObject(r);
+}
+
+/* INFO commandstats and latencystats and LATENCY HISTOGRAM count what ran since CONFIG
+ * RESETSTAT: calls, calls refused before they ran, calls that answered an error, subcommands by
+ * their full name, the commands inside EXEC; a second client (maybe on another worker) adds to
+ * the same counts. */
+static void test_cmdstats(void)
+{
+    redisContext *c = fresh(), *d = fresh();
+    EXPECT_OK(CMD(c, "CONFIG RESETSTAT"));
+    EXPECT_OK(CMD(c, "SET cs 1"));
+    EXPECT_OK(CMD(d, "SET cs 2"));
+    EXPECT_STR(CMD(c, "GET cs"), "2");
+    EXPECT_ERR(CMD(c, "INCR"), "ERR wrong number of arguments for 'incr' command");
+    EXPECT_ERR(CMD(c, "PFADD cs x"), "WRONGTYPE Key is not a valid HyperLogLog string value.");
+    EXPECT_NIL(CMD(c, "CLIENT GETNAME"));
+    EXPECT_OK(CMD(c, "MULTI"));
+    EXPECT_STATUS(CMD(c, "INCR cs"), "QUEUED");
+    EXPECT_STATUS(CMD(c, "SET cs 5"), "QUEUED");
+    redisReply *r = CMD(c, "EXEC");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2, "EXEC did not run two commands");
+    freeReplyObject(r);
+    const char *stats[] = {
+        "cmdstat_set:calls=3,",
+        "cmdstat_get:calls=1,",
+        "cmdstat_incr:calls=1,",
+        "rejected_calls=1,failed_calls=0\r\n", /* INCR's arity error */
+        "cmdstat_pfadd:calls=1,",
+        "rejected_calls=0,failed_calls=1\r\n", /* PFADD's WRONGTYPE */
+        "cmdstat_client|getname:calls=1,",
+        "cmdstat_exec:calls=1,",
+        NULL,
+    };
+    expect_info_lines(__LINE__, c, "commandstats", stats);
+    const char *lat[] = {"latency_percentiles_usec_set:p50=", ",p99=", ",p99.9=", NULL};
+    expect_info_lines(__LINE__, c, "latencystats", lat);
+    const char *everything[] = {"# Commandstats\r\n", "# Latencystats\r\n", NULL};
+    expect_info_lines(__LINE__, c, "all", everything);
+    r = CMD(c, "INFO");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && !strstr(r->str, "cmdstat_"),
+               "INFO without arguments shows commandstats, which Redis shows only when asked");
+    freeReplyObject(r);
+
+    /* LATENCY HISTOGRAM set: [set, [calls, 3, histogram_usec, [bound, calls up to it, ...]]]. */
+    r = CMD(c, "LATENCY HISTOGRAM set nosuch");
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "set") == 0 &&
+              r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements == 4 &&
+              r->element[1]->element[1]->integer == 3;
+    if (ok) {
+        redisReply *h = r->element[1]->element[3];
+        long long prev_bound = 0, prev = 0;
+        ok = h->type == REDIS_REPLY_ARRAY && h->elements >= 2 && h->elements % 2 == 0;
+        for (size_t i = 0; ok && i < h->elements; i += 2) {
+            long long bound = h->element[i]->integer, upto = h->element[i + 1]->integer;
+            ok = bound > prev_bound && (bound & (bound - 1)) == 0 && upto > prev;
+            prev_bound = bound;
+            prev = upto;
+        }
+        ok = ok && prev == 3;
+    }
+    CHECK_TRUE(ok, "LATENCY HISTOGRAM set: not 3 calls in rising power-of-two buckets");
+    freeReplyObject(r);
+    r = CMD(c, "LATENCY HISTOGRAM client|getname");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   strcmp(r->element[0]->str, "client|getname") == 0,
+               "LATENCY HISTOGRAM client|getname did not name the subcommand");
+    freeReplyObject(r);
+    r = CMD(c, "LATENCY HISTOGRAM nosuch");
+    CHECK_TRUE(r->type == REDIS_REPLY_ARRAY && r->elements == 0,
+               "LATENCY HISTOGRAM of no command was not empty");
+    freeReplyObject(r);
+
+    EXPECT_OK(CMD(c, "CONFIG RESETSTAT"));
+    r = CMD(c, "INFO commandstats");
+    CHECK_TRUE(r->type == REDIS_REPLY_STRING && !strstr(r->str, "cmdstat_set:") &&
+                   strstr(r->str, "cmdstat_config|resetstat:calls=1,"),
+               "CONFIG RESETSTAT did not zero commandstats: %.300s",
+               r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    redisFree(d);
+    redisFree(c);
+}
 
 static void test_info(void)
 {
@@ -2065,6 +2162,7 @@ int main(void)
     test_client_reply();
     test_resp3();
     test_info();
+    test_cmdstats();
     test_config();
     test_command();
     test_pipeline();

@@ -1,0 +1,251 @@
+/*
+ * cmdstats.c - statistics of each command: calls, time spent, calls refused before they ran,
+ * calls that answered an error, and a histogram of latencies; shown by INFO commandstats and
+ * latencystats and by LATENCY HISTOGRAM, as Redis 7 shows them, and zeroed by CONFIG RESETSTAT.
+ *
+ * Each thread that runs commands counts into a table of its own, one entry per command slot
+ * (tl_command_stat_id), so that a command costs a few plain stores and no locked instruction.
+ * Every counter has one writer; readers add up all the tables with relaxed loads, so a reading
+ * may miss the calls of the last microseconds. Tables are registered on a thread's first command
+ * and kept for the life of the process (threads that run commands live as long as the server).
+ * A reset cannot zero counters that other threads write: it records the current sums as a
+ * baseline, and readers report the sums less the baseline.
+ *
+ * The histogram has a bucket per power of two of microseconds: a call of d us lands in the
+ * bucket of the least 2^b >= d (up to 1 us in the first). LATENCY HISTOGRAM shows, as Redis
+ * does, for each bucket that holds calls, the number of calls up to that bound; latencystats'
+ * percentiles are read from the buckets by linear interpolation inside the bucket where the
+ * rank falls, so they are exact to within a factor of two at worst.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+struct stats_table {
+    struct tl_cmdstat *s; /* tl_command_stat_count() entries */
+    struct stats_table *next;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_table *tables;  /* under reg_lock (read without it: entries only prepend) */
+static struct tl_cmdstat *baseline; /* under reg_lock */
+static _Thread_local struct stats_table *mine;
+
+static struct tl_cmdstat *my_table(void)
+{
+    if (mine)
+        return mine->s;
+    size_t n = tl_command_stat_count();
+    struct stats_table *t = calloc(1, sizeof *t);
+    struct tl_cmdstat *s = calloc(n ? n : 1, sizeof *s);
+    if (!t || !s) {
+        free(t);
+        free(s);
+        return NULL; /* out of memory: this thread's calls go uncounted */
+    }
+    t->s = s;
+    pthread_mutex_lock(&reg_lock);
+    t->next = tables;
+    __atomic_store_n(&tables, t, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&reg_lock);
+    mine = t;
+    return s;
+}
+
+/* One writer per counter: a load and a store, atomic for the readers. */
+static inline void bump(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+static int bucket_of(int64_t us)
+{
+    if (us <= 1)
+        return 0;
+    int b = 64 - __builtin_clzll((unsigned long long)(us - 1)); /* least b with 2^b >= us */
+    return b < TL_CMDSTAT_BUCKETS ? b : TL_CMDSTAT_BUCKETS - 1;
+}
+
+void tl_cmdstat_call(int id, int64_t us, bool failed)
+{
+    struct tl_cmdstat *s = id >= 0 ? my_table() : NULL;
+    if (!s)
+        return;
+    s += id;
+    if (us < 0)
+        us = 0;
+    bump(&s->calls, 1);
+    bump(&s->usec, (uint64_t)us);
+    bump(&s->hist[bucket_of(us)], 1);
+    if (failed)
+        bump(&s->failed, 1);
+}
+
+void tl_cmdstat_rejected(int id)
+{
+    struct tl_cmdstat *s = id >= 0 ? my_table() : NULL;
+    if (s)
+        bump(&s[id].rejected, 1);
+}
+
+/* Adds entry id of every table into *out. */
+static void sum_tables(int id, struct tl_cmdstat *out)
+{
+    memset(out, 0, sizeof *out);
+    for (struct stats_table *t = __atomic_load_n(&tables, __ATOMIC_ACQUIRE); t; t = t->next) {
+        const uint64_t *src = (const uint64_t *)&t->s[id];
+        uint64_t *dst = (uint64_t *)out;
+        for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
+            dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    }
+}
+
+void tl_cmdstat_get(int id, struct tl_cmdstat *out)
+{
+    sum_tables(id, out);
+    pthread_mutex_lock(&reg_lock);
+    if (baseline) {
+        const uint64_t *base = (const uint64_t *)&baseline[id];
+        uint64_t *dst = (uint64_t *)out;
+        for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
+            dst[k] = dst[k] > base[k] ? dst[k] - base[k] : 0;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void tl_cmdstat_reset(void)
+{
+    size_t n = tl_command_stat_count();
+    struct tl_cmdstat *base = calloc(n ? n : 1, sizeof *base);
+    if (!base)
+        return;
+    for (size_t id = 0; id < n; id++)
+        sum_tables((int)id, &base[id]);
+    pthread_mutex_lock(&reg_lock);
+    free(baseline);
+    baseline = base;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+double tl_cmdstat_percentile(const struct tl_cmdstat *s, double p)
+{
+    uint64_t total = 0;
+    for (int b = 0; b < TL_CMDSTAT_BUCKETS; b++)
+        total += s->hist[b];
+    if (total == 0)
+        return 0;
+    double rank = ceil(p / 100.0 * (double)total);
+    if (rank < 1)
+        rank = 1;
+    uint64_t below = 0;
+    for (int b = 0; b < TL_CMDSTAT_BUCKETS; b++) {
+        uint64_t n = s->hist[b];
+        if (n && (double)(below + n) >= rank) {
+            double lo = b == 0 ? 0 : ldexp(1, b - 1), hi = ldexp(1, b);
+            return lo + (hi - lo) * (rank - (double)below) / (double)n;
+        }
+        below += n;
+    }
+    return ldexp(1, TL_CMDSTAT_BUCKETS - 1);
+}
+
+/* ---- LATENCY HISTOGRAM ---------------------------------------------------------------------- */
+
+static void reply_histogram(struct tl_client *c, int id)
+{
+    struct tl_cmdstat s;
+    tl_cmdstat_get(id, &s);
+    char name[TL_CMD_FULL_NAME_BYTES];
+    tl_command_stat_name(id, name, sizeof name);
+    tl_reply_cstr(c, name);
+    tl_reply_map(c, 2);
+    tl_reply_cstr(c, "calls");
+    tl_reply_int(c, (int64_t)s.calls);
+    tl_reply_cstr(c, "histogram_usec");
+    size_t used = 0;
+    for (int b = 0; b < TL_CMDSTAT_BUCKETS; b++)
+        used += s.hist[b] != 0;
+    tl_reply_map(c, used);
+    uint64_t upto = 0;
+    for (int b = 0; b < TL_CMDSTAT_BUCKETS; b++) {
+        if (!s.hist[b])
+            continue;
+        upto += s.hist[b];
+        tl_reply_int(c, (int64_t)1 << b);
+        tl_reply_int(c, (int64_t)upto);
+    }
+}
+
+static bool has_calls(int id)
+{
+    struct tl_cmdstat s;
+    tl_cmdstat_get(id, &s);
+    return s.calls > 0;
+}
+
+/* LATENCY HISTOGRAM [command ...]: every command that ran, or those named ("client|list" for a
+ * subcommand); names that are no command, or whose command never ran, are left out. */
+static void latency_histogram(struct tl_client *c, struct tl_args *a)
+{
+    size_t n = tl_command_stat_count();
+    int *ids = malloc((n + (size_t)a->argc) * sizeof *ids);
+    if (!ids) {
+        tl_reply_error(c, "ERR out of memory");
+        return;
+    }
+    size_t k = 0;
+    if (a->argc == 2) {
+        for (size_t id = 0; id < n; id++)
+            if (has_calls((int)id))
+                ids[k++] = (int)id;
+    } else {
+        for (int i = 2; i < a->argc; i++) {
+            int id = tl_command_stat_find(a->argv[i], a->len[i]);
+            if (id >= 0 && has_calls(id))
+                ids[k++] = id;
+        }
+    }
+    tl_reply_map(c, k);
+    for (size_t i = 0; i < k; i++)
+        reply_histogram(c, ids[i]);
+    free(ids);
+}
+
+static void latency_help(struct tl_client *c, struct tl_args *a)
+{
+    (void)a;
+    static const char *const lines[] = {
+        "HISTOGRAM [<command> ...]",
+        "    The latency histogram of the commands named (all that ran if none), in buckets of",
+        "    powers of two of microseconds: for each bucket, the calls that took up to its",
+        "    bound. CONFIG RESETSTAT zeroes them.",
+        NULL,
+    };
+    tl_reply_help(c, "LATENCY", lines);
+}
+
+static const struct tl_command latency_subcommands[] = {
+    {"histogram", -2, TL_CMD_ADMIN | TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0,
+     latency_histogram, "server", "7.0.0",
+     "Returns the cumulative distribution of latencies of a subset or all commands.",
+     "O(N) where N is the number of commands with latency information being retrieved.",
+     "[command [command ...]]", NULL},
+    {"help", 2, TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0, latency_help, "server", "2.8.13",
+     "Returns helpful text about the different subcommands.", "O(1)", "", NULL},
+    {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+static void cmd_latency(struct tl_client *c, struct tl_args *a)
+{
+    tl_run_subcommand(c, a, "latency", latency_subcommands);
+}
+
+const struct tl_command tl_commands_latency[] = {
+    {"latency", -2, 0, 0, 0, 0, cmd_latency, "server", "2.8.13",
+     "A container for latency diagnostics commands.", "Depends on subcommand.", "",
+     latency_subcommands},
+    {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+};
