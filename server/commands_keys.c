@@ -724,7 +724,81 @@ static void cmd_flushdb(struct tl_client *c, struct tl_args *a)
 
 #define EXPIRE_ARGS_DOC(t) "key " t " [NX|XX|GT|LT]"
 
+/* ---- MEMORY USAGE --------------------------------------------------------------------------- */
+
+/* What a key takes in a memtable (storage/memtable.h): a 32-byte cell and its key, rounded to 8
+ * bytes, a slot of 8 bytes at three quarters load, and a value that is not an integer beside
+ * it with its 4-byte length, rounded to 8. */
+#define MEM_CELL_BYTES   32
+#define MEM_SLOT_BYTES   11
+#define MEM_ALIGN(n)     (((n) + 7) & ~(size_t)7)
+#define MEM_VALUE_HEADER 4
+
+/* MEMORY USAGE key [SAMPLES count]: an estimate of the bytes the key takes while it is in a
+ * memtable (on disk only, its share of a compressed table is smaller); for a windowed series,
+ * its head (the buckets past the newest two of each resolution are keys of their own). */
+static void memory_usage(struct tl_client *c, struct tl_args *a)
+{
+    for (int i = 3; i < a->argc; i += 2) {
+        int64_t samples;
+        if (!tl_arg_eq(a->argv[i], a->len[i], "samples") || i + 1 >= a->argc) {
+            tl_reply_syntax_error(c);
+            return;
+        }
+        if (!tl_arg_int(c, a->argv[i + 1], a->len[i + 1], &samples))
+            return;
+    }
+    struct tl_val v;
+    struct tl_dbkey k;
+    int rc = tl_dbkey_make(&k, c->db, a->argv[2], a->len[2]);
+    size_t klen = k.len;
+    tl_dbkey_free(&k);
+    if (rc == 0)
+        rc = tl_key_get(c, a->argv[2], a->len[2], &v);
+    if (rc < 0) {
+        tl_reply_engine_error(c, rc);
+        return;
+    }
+    if (rc == 0) {
+        tl_reply_null(c);
+        return;
+    }
+    size_t bytes = MEM_ALIGN(MEM_CELL_BYTES + klen) + MEM_SLOT_BYTES;
+    if (v.type != TL_VAL_INT)
+        bytes += MEM_ALIGN(MEM_VALUE_HEADER + v.len);
+    tl_val_clear(&v);
+    tl_reply_int(c, (int64_t)bytes);
+}
+
+static void memory_help(struct tl_client *c, struct tl_args *a)
+{
+    (void)a;
+    static const char *const lines[] = {
+        "USAGE <key> [SAMPLES <count>]",
+        "    An estimate of the bytes <key> takes in a memtable (SAMPLES is accepted and not",
+        "    needed).",
+        NULL,
+    };
+    tl_reply_help(c, "MEMORY", lines);
+}
+
+static const struct tl_command memory_subcommands[] = {
+    {"usage", -3, RO, 2, 2, 1, memory_usage, "server", "4.0.0",
+     "Estimates the memory usage of a key.", "O(1)", "key [SAMPLES count]", NULL},
+    {"help", 2, TL_CMD_LOADING | TL_CMD_STALE, 0, 0, 0, memory_help, "server", "4.0.0",
+     "Returns helpful text about the different subcommands.", "O(1)", "", NULL},
+    {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+static void cmd_memory(struct tl_client *c, struct tl_args *a)
+{
+    tl_run_subcommand(c, a, "memory", memory_subcommands);
+}
+
 const struct tl_command tl_commands_keys[] = {
+    {"memory", -2, 0, 0, 0, 0, cmd_memory, "server", "4.0.0",
+     "A container for memory diagnostics commands.", "Depends on subcommand.", "",
+     memory_subcommands},
     {"del", -2, W, 1, -1, 1, cmd_del, "generic", "1.0.0", "Deletes keys.", "O(N) for N keys",
      "key [key ...]", NULL},
     {"unlink", -2, W | F, 1, -1, 1, cmd_del, "generic", "4.0.0",

@@ -1247,6 +1247,25 @@ static void expect_info_lines(int line, redisContext *c, const char *section, co
  * RESETSTAT: calls, calls refused before they ran, calls that answered an error, subcommands by
  * their full name, the commands inside EXEC; a second client (maybe on another worker) adds to
  * the same counts. */
+/* MEMORY USAGE: an estimate that grows with the value, nil for a missing key, Redis's errors
+ * (redis-cli --memkeys reads it). */
+static void test_memory_usage(void)
+{
+    redisContext *c = fresh();
+    EXPECT_OK(CMD(c, "SET mu 1"));
+    EXPECT_RANGE(CMD(c, "MEMORY USAGE mu"), 32, 100);
+    EXPECT_RANGE(CMD(c, "MEMORY usage mu SAMPLES 5"), 32, 100);
+    static char big[1001];
+    memset(big, 'x', 1000);
+    EXPECT_OK(CMD(c, "SET mu %s", big));
+    EXPECT_RANGE(CMD(c, "MEMORY USAGE mu"), 1000, 1100);
+    EXPECT_NIL(CMD(c, "MEMORY USAGE nosuchkey"));
+    EXPECT_ERR(CMD(c, "MEMORY USAGE mu SAMPLES x"), "ERR value is not an integer or out of range");
+    EXPECT_ERR(CMD(c, "MEMORY USAGE mu FOO"), "ERR syntax error");
+    EXPECT_ERR(CMD(c, "MEMORY USAGE"), "ERR wrong number of arguments for 'memory|usage' command");
+    redisFree(c);
+}
+
 static void test_cmdstats(void)
 {
     redisContext *c = fresh(), *d = fresh();
@@ -2163,6 +2182,7 @@ int main(void)
     test_resp3();
     test_info();
     test_cmdstats();
+    test_memory_usage();
     test_config();
     test_command();
     test_pipeline();
