@@ -122,9 +122,11 @@ void tl_cmdstat_reset(void)
     struct tl_cmdstat *base = calloc(n ? n : 1, sizeof *base);
     if (!base)
         return;
+    /* Summed under the lock: two resets at once install their baselines in the order they
+     * summed them, so an older one never replaces a newer. */
+    pthread_mutex_lock(&reg_lock);
     for (size_t id = 0; id < n; id++)
         sum_tables((int)id, &base[id]);
-    pthread_mutex_lock(&reg_lock);
     free(baseline);
     baseline = base;
     pthread_mutex_unlock(&reg_lock);
@@ -187,26 +189,26 @@ static bool has_calls(int id)
 }
 
 /* LATENCY HISTOGRAM [command ...]: every command that ran, or those named ("client|list" for a
- * subcommand); names that are no command, or whose command never ran, are left out. */
+ * subcommand, "client" for every subcommand of CLIENT that ran); names that are no command, or
+ * whose command never ran, are left out. */
 static void latency_histogram(struct tl_client *c, struct tl_args *a)
 {
     size_t n = tl_command_stat_count();
-    int *ids = malloc((n + (size_t)a->argc) * sizeof *ids);
+    int rounds = a->argc == 2 ? 1 : a->argc - 2; /* one for all, else one per name */
+    int *ids = malloc((n * (size_t)rounds + 1) * sizeof *ids);
     if (!ids) {
         tl_reply_error(c, "ERR out of memory");
         return;
     }
     size_t k = 0;
-    if (a->argc == 2) {
+    for (int r = 0; r < rounds; r++) {
+        int named = -1; /* -1: every command */
+        if (a->argc > 2 && (named = tl_command_stat_find(a->argv[2 + r], a->len[2 + r])) < 0)
+            continue;
         for (size_t id = 0; id < n; id++)
-            if (has_calls((int)id))
+            if ((named < 0 || (int)id == named || tl_command_stat_parent((int)id) == named) &&
+                has_calls((int)id))
                 ids[k++] = (int)id;
-    } else {
-        for (int i = 2; i < a->argc; i++) {
-            int id = tl_command_stat_find(a->argv[i], a->len[i]);
-            if (id >= 0 && has_calls(id))
-                ids[k++] = id;
-        }
     }
     tl_reply_map(c, k);
     for (size_t i = 0; i < k; i++)

@@ -260,6 +260,11 @@ int tl_command_stat_id(const struct tl_command *cmd)
     return -1;
 }
 
+int tl_command_stat_parent(int id)
+{
+    return stat_parent[id] == stat_cmd[id] ? -1 : tl_command_stat_id(stat_parent[id]);
+}
+
 void tl_command_stat_name(int id, char *buf, size_t cap)
 {
     full_name(buf, cap, stat_parent[id], stat_cmd[id]);
@@ -607,7 +612,7 @@ static void slowlog_push(struct tl_client *c, const struct tl_args *a, int64_t s
 }
 
 /* Logs a command that ran from start_us until now, if it was slow. Returns the time it read
- * as now, or 0 when the slow log is off and it read none. */
+ * as now (the command's end, for its statistics and the next command's start). */
 static int64_t slowlog_check(struct tl_client *c, const struct tl_args *a, int64_t start_us)
 {
     int64_t end_us = now_us();
@@ -764,6 +769,7 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
 
     exclusive_begin();
     tl_reply_array(c, n);
+    c->in_exec = true;
     for (size_t i = 0; i < n; i++) {
         int64_t start_us = now_us();
         size_t out_len = c->out.len;
@@ -773,6 +779,7 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
         int64_t end_us = slowlog_check(c, &q[i].args, start_us);
         tl_cmdstat_call(tl_command_stat_id(q[i].cmd), end_us - start_us, replied_error(c, out_len));
     }
+    c->in_exec = false;
     exclusive_end();
     queue_free(q, n);
 }
@@ -901,11 +908,16 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
     if (a->argc <= 0)
         return;
     size_t out_len = c->out.len;
+    bool off = c->reply_off, skip = c->reply_skip;
+    c->reply_skip = false;
     dispatch(c, a, clock_us);
-    /* CLIENT REPLY OFF or SKIP: whatever the command answered, errors too, is dropped. */
-    if (c->reply_off || c->reply_skip) {
+    /* CLIENT REPLY OFF (still off after the command) or a SKIP for this command: whatever the
+     * command answered, errors too, is dropped, whole (an EXEC's array is kept or dropped as
+     * one). CLIENT REPLY OFF and SKIP answer nothing themselves; ON answers, once on. */
+    if (skip || (off && c->reply_off))
         c->out.len = out_len;
-        if (c->reply_skip)
-            c->reply_skip--;
+    if (c->reply_skip_next) {
+        c->reply_skip_next = false;
+        c->reply_skip = true;
     }
 }

@@ -747,6 +747,10 @@ static void memory_usage(struct tl_client *c, struct tl_args *a)
         }
         if (!tl_arg_int(c, a->argv[i + 1], a->len[i + 1], &samples))
             return;
+        if (samples < 0) {
+            tl_reply_syntax_error(c);
+            return;
+        }
     }
     struct tl_val v;
     struct tl_dbkey k;

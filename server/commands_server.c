@@ -296,8 +296,8 @@ static void cmd_reset(struct tl_client *c, struct tl_args *a)
     c->db = 0;
     set_client_name(c, "", 0);
     c->authenticated = !requirepass_set();
-    c->reply_off = false;
-    c->reply_skip = 0;
+    c->reply_off = false; /* as Redis: a SKIP in force still drops RESET's own reply */
+    c->reply_skip_next = false;
     tl_reply_status(c, "RESET");
 }
 
@@ -564,18 +564,23 @@ static void client_setinfo(struct tl_client *c, struct tl_args *a)
     tl_reply_ok(c);
 }
 
-/* CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing (tl_dispatch drops their reply). */
+/* CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing, except inside EXEC, whose array
+ * needs an element for each command (they take effect after EXEC's reply: tl_dispatch). */
 static void client_reply(struct tl_client *c, struct tl_args *a)
 {
     if (tl_arg_eq(a->argv[2], a->len[2], "on")) {
         c->reply_off = false;
-        c->reply_skip = 0;
+        c->reply_skip_next = false;
         tl_reply_ok(c);
     } else if (tl_arg_eq(a->argv[2], a->len[2], "off")) {
         c->reply_off = true;
+        if (c->in_exec)
+            tl_reply_ok(c);
     } else if (tl_arg_eq(a->argv[2], a->len[2], "skip")) {
         if (!c->reply_off)
-            c->reply_skip = 2; /* this command's reply, then the next one's */
+            c->reply_skip_next = true;
+        if (c->in_exec)
+            tl_reply_ok(c);
     } else {
         tl_reply_syntax_error(c);
     }

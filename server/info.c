@@ -417,12 +417,12 @@ static const struct info_section info_sections[] = {
     {"replication", "Replication", true, info_replication},
     {"cpu", "CPU", true, info_cpu},
     {"modules", "Modules", true, info_modules},
+    {"commandstats", "Commandstats", false, info_commandstats},
+    {"latencystats", "Latencystats", false, info_latencystats},
     {"cluster", "Cluster", true, info_cluster},
     {"keyspace", "Keyspace", true, info_keyspace},
     {"storage", "Storage", true, info_storage},
     {"types", "Types", false, info_types},
-    {"commandstats", "Commandstats", false, info_commandstats},
-    {"latencystats", "Latencystats", false, info_latencystats},
 };
 #define TL_N_INFO_SECTIONS (sizeof info_sections / sizeof info_sections[0])
 _Static_assert(TL_N_INFO_SECTIONS <= TL_INFO_MAX_SECTIONS, "raise TL_INFO_MAX_SECTIONS");

@@ -721,7 +721,8 @@ static size_t run_requests(struct tl_worker *w, struct net_client *nc, const cha
             atomic_fetch_add(&tl_srv->protocol_errors, 1);
             tl_log(TL_LOG_VERBOSE, "Protocol error (%s) from client id=%llu addr=%s", err,
                    (unsigned long long)c->id, c->addr);
-            tl_reply_error(c, err);
+            if (!c->reply_off) /* CLIENT REPLY OFF: not even this, as Redis */
+                tl_reply_error(c, err);
             c->close_after_reply = true;
             break;
         }

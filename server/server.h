@@ -257,14 +257,15 @@ struct tl_client {
     uint64_t wait_seq;      /* replies wait until the WAL has this sequence number */
     bool close_after_reply; /* QUIT, a protocol error */
     bool closing;
-    /* CLIENT REPLY: OFF drops every reply; SKIP drops its own and the next command's
-     * (reply_skip counts the commands whose replies are still to drop). tl_dispatch drops them. */
-    bool reply_off;
-    uint8_t reply_skip;
+    /* CLIENT REPLY: OFF drops every reply; SKIP (reply_skip_next) drops the next command's
+     * (reply_skip, while it runs). tl_dispatch drops them, judging by the state before the
+     * command, as Redis judges each reply by the state it is added in. */
+    bool reply_off, reply_skip_next, reply_skip;
 
     /* MULTI */
     bool in_multi;
     bool multi_failed; /* a queued command was rejected: EXEC answers EXECABORT */
+    bool in_exec;      /* EXEC is running the queued commands: each must add one reply */
     struct tl_queued_cmd *queued;
     size_t n_queued, cap_queued;
 
@@ -393,7 +394,8 @@ size_t tl_command_stat_count(void);
 int tl_command_stat_id(const struct tl_command *cmd);
 int tl_command_stat_find(const char *name, size_t len);
 void tl_command_stat_name(int id, char *buf, size_t cap); /* "get", "client|list" */
-#define TL_CMD_FULL_NAME_BYTES 130                        /* room for any such name */
+int tl_command_stat_parent(int id); /* the slot of id's command when id is a subcommand, else -1 */
+#define TL_CMD_FULL_NAME_BYTES 130  /* room for any such name */
 /* A call that ran for us microseconds (failed: it answered an error), or one refused before it
  * ran (wrong arity, not authenticated, a full MULTI queue). Thread-safe and cheap. */
 void tl_cmdstat_call(int id, int64_t us, bool failed);

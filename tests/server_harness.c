@@ -40,10 +40,9 @@ bool srv_is_redis(void)
     return e && strcmp(e, "redis") == 0;
 }
 
-const char *srv_binary(void)
+/* tallyd's binary, whatever TALLY_TEST_SERVER says. */
+static const char *tallyd_binary(void)
 {
-    if (srv_is_redis())
-        return "redis-server";
     const char *e = getenv("TALLYD");
     if (e && *e)
         return e;
@@ -53,6 +52,11 @@ const char *srv_binary(void)
         return "../server/tallyd";
     fprintf(stderr, "tallyd not found: set TALLYD, or build server/tallyd\n");
     exit(1);
+}
+
+const char *srv_binary(void)
+{
+    return srv_is_redis() ? "redis-server" : tallyd_binary();
 }
 
 static int srv_free_port(void)
@@ -169,7 +173,7 @@ static bool srv_answers(int fd)
 void srv_start(struct test_server *s)
 {
     bool redis = s->redis;
-    const char *bin = redis ? "redis-server" : srv_binary();
+    const char *bin = redis ? "redis-server" : tallyd_binary();
     const char *argv[8 + 4 * SRV_MAX_OPTS];
     static char names[SRV_MAX_OPTS][128];
     char port[16], olimit[64];
