@@ -64,6 +64,8 @@ struct tl_queued_cmd {
 static void cmd_multi(struct tl_client *c, struct tl_args *a);
 static void cmd_exec(struct tl_client *c, struct tl_args *a);
 static void cmd_discard(struct tl_client *c, struct tl_args *a);
+static void cmd_watch(struct tl_client *c, struct tl_args *a);
+static void cmd_unwatch(struct tl_client *c, struct tl_args *a);
 
 #define TL_TX_FLAGS (TL_CMD_NOMULTI | TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE)
 
@@ -74,6 +76,12 @@ const struct tl_command tl_commands_transactions[] = {
      "Executes all commands in a transaction.", "Depends on commands in the transaction", "", NULL},
     {"discard", 1, TL_TX_FLAGS | TL_CMD_FAST, 0, 0, 0, cmd_discard, "transactions", "2.0.0",
      "Discards a transaction.", "O(N), when N is the number of queued commands", "", NULL},
+    {"watch", -2, TL_TX_FLAGS | TL_CMD_FAST, 1, -1, 1, cmd_watch, "transactions", "2.2.0",
+     "Monitors changes to keys to determine the execution of a transaction.", "O(1) for every key.",
+     "key [key ...]", NULL},
+    {"unwatch", 1, TL_CMD_NOSCRIPT | TL_CMD_LOADING | TL_CMD_STALE | TL_CMD_FAST, 0, 0, 0,
+     cmd_unwatch, "transactions", "2.2.0", "Forgets about watched keys of a transaction.", "O(N)",
+     "", NULL},
     {NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -662,6 +670,176 @@ static void queue_free(struct tl_queued_cmd *q, size_t n)
     free(q);
 }
 
+/* ---- WATCH ---------------------------------------------------------------------------------- */
+
+/* A watched key: its engine key, the engine's write stamp of it when WATCH ran, and what it
+ * held then: whether it existed, a hash of its value, its expiry (EXEC fails, as in Redis, if
+ * it has expired since). */
+struct tl_watched {
+    char *ekey;
+    size_t elen;
+    uint64_t stamp;
+    bool dirty; /* found written, or existing, when FLUSHALL or FLUSHDB emptied its database */
+    bool exists;
+    uint64_t value_hash;
+    int64_t expire_ms;
+};
+
+/* FNV-1a over a value's type, tag and contents. */
+static uint64_t value_hash(const struct tl_val *v)
+{
+    uint64_t h = 14695981039346656037ull;
+    uint8_t head[10] = {(uint8_t)v->type, v->tag};
+    memcpy(head + 2, &v->i, sizeof v->i);
+    for (size_t i = 0; i < sizeof head; i++)
+        h = (h ^ head[i]) * 1099511628211ull;
+    for (size_t i = 0; v->type != TL_VAL_INT && i < v->len; i++)
+        h = (h ^ (uint8_t)v->bytes[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Reads the watched key's state into w (exists, value_hash, expire_ms). */
+static int watched_read(struct tl_watched *w)
+{
+    struct tl_val v;
+    int rc = tl_db_get(tl_srv->db, w->ekey, w->elen, &v);
+    w->exists = rc == 1;
+    w->value_hash = rc == 1 ? value_hash(&v) : 0;
+    w->expire_ms = rc == 1 ? v.expire_ms : 0;
+    tl_val_clear(&v);
+    return rc < 0 ? rc : 0;
+}
+
+/* A client's watched keys change under clients_lock, which tl_watch_flushing holds while it
+ * goes through every client's (FLUSHALL runs beside other commands). */
+static void unwatch_all(struct tl_client *c)
+{
+    if (!c->watched)
+        return;
+    pthread_mutex_lock(&tl_srv->clients_lock);
+    for (size_t i = 0; i < c->n_watched; i++)
+        free(c->watched[i].ekey);
+    free(c->watched);
+    c->watched = NULL;
+    c->n_watched = c->cap_watched = 0;
+    pthread_mutex_unlock(&tl_srv->clients_lock);
+}
+
+/* Whether watched key w was written since WATCH. While the same memtable is active the stamps
+ * tell exactly, a write that left the value as it was included (as Redis counts it). Across a
+ * memtable switch (a flush) they cannot: then w counts as written if its value, existence or
+ * expiry differs from WATCH's (a key changed and changed back across a flush is missed). */
+static bool watched_written(const struct tl_watched *w)
+{
+    uint64_t stamp = tl_db_write_stamp(tl_srv->db, w->ekey, w->elen);
+    if (stamp == w->stamp)
+        return false;
+    if (tl_db_stamps_same_table(stamp, w->stamp))
+        return true;
+    struct tl_watched now = *w;
+    return watched_read(&now) < 0 || now.exists != w->exists || now.value_hash != w->value_hash ||
+           now.expire_ms != w->expire_ms;
+}
+
+/* Whether a watched key was written, or has expired, since WATCH (with other commands
+ * excluded). */
+static bool watched_dirty(const struct tl_client *c)
+{
+    int64_t now = tl_now_ms();
+    for (size_t i = 0; i < c->n_watched; i++) {
+        const struct tl_watched *w = &c->watched[i];
+        if (w->dirty || (w->expire_ms && now > w->expire_ms) || watched_written(w))
+            return true; /* expired as tl_db_get counts it: past its expire_ms */
+    }
+    return false;
+}
+
+/* Before a flush switches the memtable (which blurs the stamps), each watched key of the
+ * databases it empties is judged: dirty if it was written since WATCH, or exists now (the flush
+ * will delete it, a write for Redis). */
+void tl_watch_flushing(int db)
+{
+    pthread_mutex_lock(&tl_srv->clients_lock);
+    for (size_t i = 0; i < tl_srv->n_clients; i++) {
+        struct tl_client *o = tl_srv->clients[i];
+        for (size_t j = 0; j < o->n_watched; j++) {
+            struct tl_watched *w = &o->watched[j];
+            struct tl_val v;
+            if (w->dirty || (db >= 0 && tl_dbkey_db(w->ekey, w->elen) != db))
+                continue;
+            w->dirty = tl_db_get(tl_srv->db, w->ekey, w->elen, &v) == 1 || watched_written(w);
+            tl_val_clear(&v);
+        }
+    }
+    pthread_mutex_unlock(&tl_srv->clients_lock);
+}
+
+/* WATCH key [key ...]: the stamp is taken before the key is read, so a write between the two
+ * moves it (a write before it is seen by the read). Inside MULTI it is refused without dooming
+ * the transaction, as in Redis. */
+static void cmd_watch(struct tl_client *c, struct tl_args *a)
+{
+    if (c->in_multi) {
+        tl_reply_error(c, "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    for (int i = 1; i < a->argc; i++) {
+        struct tl_dbkey k;
+        int rc = tl_dbkey_make(&k, c->db, a->argv[i], a->len[i]);
+        bool known = false;
+        for (size_t j = 0; rc == 0 && j < c->n_watched && !known; j++)
+            known = c->watched[j].elen == k.len && memcmp(c->watched[j].ekey, k.p, k.len) == 0;
+        if (rc < 0 || known) {
+            tl_dbkey_free(&k);
+            if (rc < 0) {
+                tl_reply_engine_error(c, rc);
+                return;
+            }
+            continue;
+        }
+        struct tl_watched w = {.ekey = malloc(k.len ? k.len : 1), .elen = k.len};
+        if (w.ekey)
+            memcpy(w.ekey, k.p, k.len);
+        tl_dbkey_free(&k);
+        if (!w.ekey) {
+            tl_reply_error(c, "ERR out of memory watching the keys");
+            return;
+        }
+        w.stamp = tl_db_write_stamp(tl_srv->db, w.ekey, w.elen);
+        if ((rc = watched_read(&w)) < 0) {
+            free(w.ekey);
+            tl_reply_engine_error(c, rc);
+            return;
+        }
+        pthread_mutex_lock(&tl_srv->clients_lock);
+        if (c->n_watched == c->cap_watched) {
+            size_t cap = c->cap_watched ? 2 * c->cap_watched : 8;
+            struct tl_watched *more = realloc(c->watched, cap * sizeof *more);
+            if (more) {
+                c->watched = more;
+                c->cap_watched = cap;
+            }
+        }
+        bool added = c->n_watched < c->cap_watched;
+        if (added)
+            c->watched[c->n_watched++] = w;
+        pthread_mutex_unlock(&tl_srv->clients_lock);
+        if (!added) {
+            free(w.ekey);
+            tl_reply_error(c, "ERR out of memory watching the keys");
+            return;
+        }
+    }
+    tl_reply_ok(c);
+}
+
+static void cmd_unwatch(struct tl_client *c, struct tl_args *a)
+{
+    (void)a;
+    unwatch_all(c);
+    tl_reply_ok(c);
+}
+
 void tl_multi_discard(struct tl_client *c)
 {
     queue_free(c->queued, c->n_queued);
@@ -669,6 +847,7 @@ void tl_multi_discard(struct tl_client *c)
     c->n_queued = c->cap_queued = 0;
     c->in_multi = false;
     c->multi_failed = false;
+    unwatch_all(c);
 }
 
 /* A command refused before it ran: inside MULTI it also dooms the transaction. */
@@ -768,6 +947,14 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
     c->in_multi = false;
 
     exclusive_begin();
+    if (c->n_watched && watched_dirty(c)) {
+        exclusive_end();
+        queue_free(q, n);
+        unwatch_all(c);
+        tl_reply_null_array(c);
+        return;
+    }
+    unwatch_all(c);
     tl_reply_array(c, n);
     c->in_exec = true;
     for (size_t i = 0; i < n; i++) {

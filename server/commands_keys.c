@@ -691,6 +691,7 @@ static void cmd_flushall(struct tl_client *c, struct tl_args *a)
 {
     if (!flush_args_ok(c, a))
         return;
+    tl_watch_flushing(-1);
     int rc = tl_keyspace_drop_all(tl_srv->db);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
@@ -706,6 +707,7 @@ static void cmd_flushdb(struct tl_client *c, struct tl_args *a)
 {
     if (!flush_args_ok(c, a))
         return;
+    tl_watch_flushing(c->db);
     uint64_t seq = 0;
     int rc = tl_keyspace_flush(tl_srv->db, c->db, &seq);
     tl_note_seq(c, seq);

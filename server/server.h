@@ -267,6 +267,8 @@ struct tl_client {
     bool multi_failed; /* a queued command was rejected: EXEC answers EXECABORT */
     bool in_exec;      /* EXEC is running the queued commands: each must add one reply */
     struct tl_queued_cmd *queued;
+    struct tl_watched *watched; /* WATCH: keys whose write makes EXEC fail */
+    size_t n_watched, cap_watched;
     size_t n_queued, cap_queued;
 
     /* net.c's own fields */
@@ -446,6 +448,9 @@ size_t tl_command_count(void);
 void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us);
 /* Drops the client's MULTI state and queued commands (RESET; net.c when it frees a client). */
 void tl_multi_discard(struct tl_client *c);
+/* FLUSHALL (db -1) and FLUSHDB call it before they empty: every client's watched keys of those
+ * databases that exist now make its EXEC fail, as in Redis (missing ones do not). */
+void tl_watch_flushing(int db);
 
 /* Errors every command shares, with Redis's exact text. */
 void tl_reply_wrong_arity(struct tl_client *c, const char *cmd_name);

@@ -169,6 +169,16 @@ int tl_db_get(tl_db *db, const void *key, size_t klen, struct tl_val *out);
  * (a caller that prefetched the key does not hash it twice). */
 int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, struct tl_val *out);
 
+/* A stamp of key's writes, for optimistic concurrency (the server's WATCH): two equal stamps
+ * taken at two moments mean that nothing wrote key in between; different ones, that something
+ * may have. Every write that changes key and FLUSHALL change it, a write that changes nothing
+ * does not; a memtable switch (every memtable_bytes of writes) changes it for every key. Expiry
+ * does not: an expiry is a time, not a write. */
+uint64_t tl_db_write_stamp(tl_db *db, const void *key, size_t klen);
+/* Whether two stamps were taken while the same memtable was active: if so, and they differ, the
+ * key was written in between; if not, the stamps say nothing. */
+bool tl_db_stamps_same_table(uint64_t a, uint64_t b);
+
 /* Adds delta to the integer at key (a missing key counts as 0) and stores the result in
  * *result. TL_ENOTINT if the value is not an integer; TL_EOVERFLOW if the result would not
  * fit in 64 bits (nothing is changed). The expiry is kept. */

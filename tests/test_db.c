@@ -130,6 +130,38 @@ static void test_update(tl_db *db)
 
 /* FLUSHALL: keys in memtables and in tables are gone, the count is 0, writes go on, and the
  * drop survives a restart (the dropped WAL records are not replayed). */
+/* tl_db_write_stamp: the same while nothing writes the key (reads, writes of other keys, a
+ * write that changes nothing), different after each write of it and after a drop. */
+static void test_write_stamp(tl_db *db)
+{
+    uint64_t s0 = tl_db_write_stamp(db, "ws", 2), s;
+    CHECK(tl_db_write_stamp(db, "ws", 2) == s0);
+    CHECK_OK(tl_db_put(db, "ws-other", 8, "x", 1, 0, NULL));
+    struct tl_val v;
+    CHECK_EQ_INT(tl_db_get(db, "ws", 2, &v), 0);
+    CHECK(tl_db_write_stamp(db, "ws", 2) == s0);
+    CHECK_OK(tl_db_put(db, "ws", 2, "a", 1, 0, NULL)); /* created */
+    CHECK((s = tl_db_write_stamp(db, "ws", 2)) != s0);
+    CHECK(tl_db_write_stamp(db, "ws", 2) == s);
+    CHECK_OK(tl_db_put(db, "ws", 2, "b", 1, 0, NULL)); /* rewritten in place, same length */
+    CHECK(tl_db_write_stamp(db, "ws", 2) != s);
+    s = tl_db_write_stamp(db, "ws", 2);
+    bool existed;
+    CHECK_OK(tl_db_delete(db, "ws", 2, &existed, NULL));
+    CHECK(existed && tl_db_write_stamp(db, "ws", 2) != s);
+    /* A key only in a table: a write that changes nothing (SETNX of an existing key) makes the
+     * memtable cache its value, and is no write. */
+    CHECK_OK(tl_db_put(db, "wt", 2, "a", 1, 0, NULL));
+    CHECK_OK(tl_db_flush(db));
+    s = tl_db_write_stamp(db, "wt", 2);
+    CHECK_OK(tl_db_update(db, "wt", 2, setnx, "b", NULL));
+    CHECK(tl_db_write_stamp(db, "wt", 2) == s);
+    CHECK_OK(tl_db_update(db, "wt2", 3, setnx, "b", NULL)); /* created: a write */
+    s = tl_db_write_stamp(db, "ws", 2);
+    CHECK_OK(tl_db_drop_all(db));
+    CHECK(tl_db_write_stamp(db, "ws", 2) != s);
+}
+
 static void test_drop_all(tl_db *db)
 {
     char k[32];
@@ -290,6 +322,7 @@ int main(void)
     test_errors(db);
     test_float(db);
     test_update(db);
+    test_write_stamp(db);
     test_drop_all(db);
     CHECK_OK(tl_db_close(db));
     CHECK_OK(tl_db_open(dir, &o, &db));

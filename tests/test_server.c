@@ -1975,6 +1975,143 @@ static void *multi_reader_main(void *arg)
     return NULL;
 }
 
+/* EXEC's reply when it ran n commands. */
+static void expect_exec_ran(int line, redisReply *r, size_t n)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == n)
+        pass();
+    else
+        fail_at(line, "EXEC: expected %zu replies, got type %d", n, r->type);
+    freeReplyObject(r);
+}
+
+/* One optimistic increment of key by c, as redis-py's transaction helper makes it: WATCH and
+ * GET, then MULTI, SET and EXEC, which answers false when EXEC failed (the key was written
+ * meanwhile). */
+static void optimistic_incr_start(redisContext *c, const char *key, long long *seen)
+{
+    redisReply *r = CMD(c, "WATCH %s", key);
+    freeReplyObject(r);
+    r = CMD(c, "GET %s", key);
+    *seen = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+}
+
+static bool optimistic_incr_end(redisContext *c, const char *key, long long seen)
+{
+    redisReply *r = CMD(c, "MULTI");
+    freeReplyObject(r);
+    r = CMD(c, "SET %s %lld", key, seen + 1);
+    freeReplyObject(r);
+    r = CMD(c, "EXEC");
+    bool ran = r->type == REDIS_REPLY_ARRAY;
+    freeReplyObject(r);
+    return ran;
+}
+
+/* WATCH: EXEC fails (nil) once a watched key was written since WATCH, by another client or by
+ * this one, created, flushed, or has expired; a read or a SET NX that changed nothing is no
+ * write; UNWATCH, DISCARD and EXEC forget the keys; WATCH inside MULTI is refused without
+ * dooming the transaction. Two clients making optimistic increments in turn lose none. */
+static void test_watch(void)
+{
+    redisContext *a = fresh(), *b = connect_port(g_port);
+    EXPECT_OK(CMD(a, "SET wk 1"));
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(b, "SET wk 2"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_STATUS(CMD(a, "INCR wk"), "QUEUED");
+    EXPECT_NIL(CMD(a, "EXEC"));
+    EXPECT_STR(CMD(a, "GET wk"), "2");
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_STATUS(CMD(a, "INCR wk"), "QUEUED");
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 1);
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(a, "SET wk 5")); /* its own write counts too */
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_ERR(CMD(a, "WATCH wk"), "ERR WATCH inside MULTI is not allowed");
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(b, "SET wk 9"));
+    EXPECT_OK(CMD(a, "UNWATCH"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "WATCH wnew"));
+    EXPECT_OK(CMD(b, "SET wnew 1"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_OK(CMD(a, "DISCARD"));
+    EXPECT_OK(CMD(b, "SET wk 3"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_STR(CMD(b, "GET wk"), "3");
+    EXPECT_NIL(CMD(b, "SET wk other NX"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "SET we 1 PX 50"));
+    EXPECT_OK(CMD(a, "WATCH we"));
+    usleep(120 * 1000);
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
+    EXPECT_OK(CMD(a, "WATCH wk"));
+    EXPECT_OK(CMD(b, "FLUSHALL"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
+    /* FLUSHALL counts for the keys it deletes and for those written since WATCH, not for keys
+     * that were missing all along, as in Redis. */
+    EXPECT_OK(CMD(a, "WATCH wmissing"));
+    EXPECT_OK(CMD(b, "FLUSHALL"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "WATCH wgone"));
+    EXPECT_OK(CMD(b, "SET wgone 1"));
+    EXPECT_INT(CMD(b, "DEL wgone"), 1);
+    EXPECT_OK(CMD(b, "FLUSHALL"));
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
+    if (!g_redis) {
+        /* Across a memtable switch (TALLY CHECKPOINT flushes) the value decides. */
+        char dir[] = "/tmp/tally-watch-XXXXXX";
+        CHECK_TRUE(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+        EXPECT_OK(CMD(a, "SET wk 1"));
+        EXPECT_OK(CMD(a, "WATCH wk"));
+        EXPECT_OK(CMD(b, "TALLY CHECKPOINT %s/one", dir));
+        EXPECT_OK(CMD(a, "MULTI"));
+        expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+        EXPECT_OK(CMD(a, "WATCH wk"));
+        EXPECT_OK(CMD(b, "SET wk 2"));
+        EXPECT_OK(CMD(b, "TALLY CHECKPOINT %s/two", dir));
+        EXPECT_OK(CMD(a, "MULTI"));
+        EXPECT_NIL(CMD(a, "EXEC"));
+        test_rmdir(dir);
+    }
+
+    /* Interleaved: a and b both read the counter, a commits, b must fail and retry. */
+    long long failed = 0;
+    for (int i = 0; i < 100; i++) {
+        long long sa, sb;
+        optimistic_incr_start(a, "wc", &sa);
+        optimistic_incr_start(b, "wc", &sb);
+        CHECK_TRUE(optimistic_incr_end(a, "wc", sa), "a's EXEC failed with nothing in between");
+        bool ok = optimistic_incr_end(b, "wc", sb);
+        failed += !ok;
+        while (!ok) {
+            optimistic_incr_start(b, "wc", &sb);
+            ok = optimistic_incr_end(b, "wc", sb);
+        }
+    }
+    CHECK_TRUE(failed == 100, "b's EXEC after a's write ran %lld times of 100", 100 - failed);
+    EXPECT_STR(CMD(a, "GET wc"), "200");
+    redisFree(b);
+    redisFree(a);
+}
+
 static void test_multi(void)
 {
     redisContext *c = fresh();
@@ -2254,6 +2391,7 @@ int main(void)
     test_hll_bytes();
     test_hll_accuracy();
     test_multi();
+    test_watch();
     test_databases();
     test_mset_atomic();
     test_expiry();
