@@ -672,42 +672,71 @@ static void queue_free(struct tl_queued_cmd *q, size_t n)
 
 /* ---- WATCH ---------------------------------------------------------------------------------- */
 
+/* Values up to this long are kept by WATCH, to be compared across a memtable switch; a longer
+ * one counts as written once the memtable has switched (EXEC fails, and the client retries). */
+#define WATCH_VALUE_MAX_BYTES 4096
+
+/* What a watched key held: whether it existed, its value (unless too long: big) and expiry. */
+struct watched_value {
+    bool exists, big;
+    struct tl_val v; /* v.bytes owned (a copy) */
+};
+
 /* A watched key: its engine key, the engine's write stamp of it when WATCH ran, and what it
- * held then: whether it existed, a hash of its value, its expiry (EXEC fails, as in Redis, if
- * it has expired since). */
+ * held then (EXEC fails, as in Redis, if it has expired since). */
 struct tl_watched {
     char *ekey;
     size_t elen;
     uint64_t stamp;
     bool dirty; /* found written, or existing, when FLUSHALL or FLUSHDB emptied its database */
-    bool exists;
-    uint64_t value_hash;
-    int64_t expire_ms;
+    struct watched_value held;
 };
 
-/* FNV-1a over a value's type, tag and contents. */
-static uint64_t value_hash(const struct tl_val *v)
+static void watched_value_free(struct watched_value *h)
 {
-    uint64_t h = 14695981039346656037ull;
-    uint8_t head[10] = {(uint8_t)v->type, v->tag};
-    memcpy(head + 2, &v->i, sizeof v->i);
-    for (size_t i = 0; i < sizeof head; i++)
-        h = (h ^ head[i]) * 1099511628211ull;
-    for (size_t i = 0; v->type != TL_VAL_INT && i < v->len; i++)
-        h = (h ^ (uint8_t)v->bytes[i]) * 1099511628211ull;
-    return h;
+    free(h->v.bytes);
+    h->v.bytes = NULL;
 }
 
-/* Reads the watched key's state into w (exists, value_hash, expire_ms). */
-static int watched_read(struct tl_watched *w)
+/* Reads what the watched key holds now into *h (its bytes copied: a read's may point into the
+ * engine's tables). */
+static int watched_read(const struct tl_watched *w, struct watched_value *h)
 {
     struct tl_val v;
+    memset(h, 0, sizeof *h);
     int rc = tl_db_get(tl_srv->db, w->ekey, w->elen, &v);
-    w->exists = rc == 1;
-    w->value_hash = rc == 1 ? value_hash(&v) : 0;
-    w->expire_ms = rc == 1 ? v.expire_ms : 0;
+    h->exists = rc == 1;
+    if (h->exists) {
+        h->v.type = v.type;
+        h->v.tag = v.tag;
+        h->v.i = v.i;
+        h->v.expire_ms = v.expire_ms;
+        h->big = v.type != TL_VAL_INT && v.len > WATCH_VALUE_MAX_BYTES;
+        if (v.type != TL_VAL_INT && !h->big) {
+            h->v.len = v.len;
+            h->v.bytes = malloc(v.len ? v.len : 1);
+            if (h->v.bytes)
+                memcpy(h->v.bytes, v.bytes, v.len);
+            else
+                rc = -ENOMEM;
+        }
+    }
     tl_val_clear(&v);
     return rc < 0 ? rc : 0;
+}
+
+static bool watched_value_same(const struct watched_value *a, const struct watched_value *b)
+{
+    if (a->exists != b->exists)
+        return false;
+    if (!a->exists)
+        return true;
+    if (a->big || b->big || a->v.type != b->v.type || a->v.tag != b->v.tag ||
+        a->v.expire_ms != b->v.expire_ms)
+        return false;
+    if (a->v.type == TL_VAL_INT)
+        return a->v.i == b->v.i;
+    return a->v.len == b->v.len && memcmp(a->v.bytes, b->v.bytes, a->v.len) == 0;
 }
 
 /* A client's watched keys change under clients_lock, which tl_watch_flushing holds while it
@@ -717,8 +746,10 @@ static void unwatch_all(struct tl_client *c)
     if (!c->watched)
         return;
     pthread_mutex_lock(&tl_srv->clients_lock);
-    for (size_t i = 0; i < c->n_watched; i++)
+    for (size_t i = 0; i < c->n_watched; i++) {
         free(c->watched[i].ekey);
+        watched_value_free(&c->watched[i].held);
+    }
     free(c->watched);
     c->watched = NULL;
     c->n_watched = c->cap_watched = 0;
@@ -732,13 +763,12 @@ static void unwatch_all(struct tl_client *c)
 static bool watched_written(const struct tl_watched *w)
 {
     uint64_t stamp = tl_db_write_stamp(tl_srv->db, w->ekey, w->elen);
-    if (stamp == w->stamp)
-        return false;
     if (tl_db_stamps_same_table(stamp, w->stamp))
-        return true;
-    struct tl_watched now = *w;
-    return watched_read(&now) < 0 || now.exists != w->exists || now.value_hash != w->value_hash ||
-           now.expire_ms != w->expire_ms;
+        return stamp != w->stamp;
+    struct watched_value now;
+    bool same = watched_read(w, &now) == 0 && watched_value_same(&now, &w->held);
+    watched_value_free(&now);
+    return !same;
 }
 
 /* Whether a watched key was written, or has expired, since WATCH (with other commands
@@ -748,7 +778,8 @@ static bool watched_dirty(const struct tl_client *c)
     int64_t now = tl_now_ms();
     for (size_t i = 0; i < c->n_watched; i++) {
         const struct tl_watched *w = &c->watched[i];
-        if (w->dirty || (w->expire_ms && now > w->expire_ms) || watched_written(w))
+        int64_t expire_ms = w->held.exists ? w->held.v.expire_ms : 0;
+        if (w->dirty || (expire_ms && now > expire_ms) || watched_written(w))
             return true; /* expired as tl_db_get counts it: past its expire_ms */
     }
     return false;
@@ -806,7 +837,8 @@ static void cmd_watch(struct tl_client *c, struct tl_args *a)
             return;
         }
         w.stamp = tl_db_write_stamp(tl_srv->db, w.ekey, w.elen);
-        if ((rc = watched_read(&w)) < 0) {
+        if ((rc = watched_read(&w, &w.held)) < 0) {
+            watched_value_free(&w.held);
             free(w.ekey);
             tl_reply_engine_error(c, rc);
             return;
@@ -825,6 +857,7 @@ static void cmd_watch(struct tl_client *c, struct tl_args *a)
             c->watched[c->n_watched++] = w;
         pthread_mutex_unlock(&tl_srv->clients_lock);
         if (!added) {
+            watched_value_free(&w.held);
             free(w.ekey);
             tl_reply_error(c, "ERR out of memory watching the keys");
             return;

@@ -845,7 +845,7 @@ const struct tl_command tl_commands_keys[] = {
     {"dbsize", 1, RO | F, 0, 0, 0, cmd_dbsize, "server", "1.0.0",
      "Returns the number of keys in the selected database.", "O(N) for N keys (they are counted)",
      "", NULL},
-    {"flushall", -1, W, 0, 0, 0, cmd_flushall, "server", "1.0.0",
+    {"flushall", -1, W | X, 0, 0, 0, cmd_flushall, "server", "1.0.0",
      "Deletes every key of every database.", "O(1) in the number of keys: whole files are dropped",
      "[ASYNC|SYNC]", NULL},
     {"flushdb", -1, W | X, 0, 0, 0, cmd_flushdb, "server", "1.0.0",

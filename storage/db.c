@@ -467,10 +467,16 @@ int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, str
  * cell version there (a sequence lock: every write of the cell moves it by 2). A cell that only
  * caches the older layers' value (inserted at version 0 by a write that then changed nothing,
  * such as GETEX of a missing key) counts as no cell, so that such a lookup is no write. */
+#define STAMP_NO_TABLE (~0ull << 33) /* the active table could not be entered */
+
 uint64_t tl_db_write_stamp(tl_db *db, const void *key, size_t klen)
 {
     uint64_t hash = tl_hash64(key, klen);
-    struct tl_memtable *m = writer_enter(db); /* the table cannot switch while inside */
+    /* As a reader enters: a switch in progress (or one that failed, leaving the table frozen)
+     * gives a stamp that matches no table, so that the caller compares values instead. */
+    struct tl_memtable *m = try_enter_active(db); /* the table cannot switch while inside */
+    if (!m)
+        return STAMP_NO_TABLE;
     struct tl_cell *cell = klen <= TL_MAX_KEY_BYTES ? tl_memtable_find(m, key, klen, hash) : NULL;
     uint64_t v = cell ? atomic_load_explicit(&cell->version, memory_order_acquire) : 0;
     uint64_t stamp = m->wal_number << 33 | v;
@@ -480,7 +486,7 @@ uint64_t tl_db_write_stamp(tl_db *db, const void *key, size_t klen)
 
 bool tl_db_stamps_same_table(uint64_t a, uint64_t b)
 {
-    return a >> 33 == b >> 33;
+    return a >> 33 == b >> 33 && a >> 33 != STAMP_NO_TABLE >> 33;
 }
 
 uint64_t tl_db_prefetch_hash(const void *key, size_t klen)

@@ -176,7 +176,8 @@ int tl_db_get_hashed(tl_db *db, const void *key, size_t klen, uint64_t hash, str
  * does not: an expiry is a time, not a write. */
 uint64_t tl_db_write_stamp(tl_db *db, const void *key, size_t klen);
 /* Whether two stamps were taken while the same memtable was active: if so, and they differ, the
- * key was written in between; if not, the stamps say nothing. */
+ * key was written in between; if not, the stamps say nothing (a stamp taken while a memtable
+ * switch was under way matches no table, not even its own). */
 bool tl_db_stamps_same_table(uint64_t a, uint64_t b);
 
 /* Adds delta to the integer at key (a missing key counts as 0) and stores the result in

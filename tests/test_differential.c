@@ -270,8 +270,10 @@ static void generate(struct cmd *c)
         add(c, "%s", k);
         break;
     case 21: {
-        /* No expiry that could pass between two steps: at least 100 s away, or at once. */
-        static const char *const rel[] = {"100000", "0",          "-1",
+        /* No expiry that could pass between two steps: at least 100 s away, or at once; and
+         * none 100 s away, the TTL the other commands set, so that GT and LT never compare two
+         * times a clock tick apart (PEXPIRE 100000 GT right after GETEX EX 100 did). */
+        static const char *const rel[] = {"200000", "0",          "-1",
                                           "x",      "4102444800", "9223372036854775807"};
         static const char *const abs[] = {
             "1", "100", "0", "-1", "x", "4102444800", "4102444800000", "9223372036854775807"};
@@ -606,8 +608,18 @@ static int run(int tally_port, int redis_port, int proto, uint64_t seed, long st
             fprintf(stderr, "  before: %s\n", s);
         }
         show(c, s, sizeof s);
-        a[SHOW_BYTES] = b[SHOW_BYTES] = '\0';
-        fprintf(stderr, "  command: %s\n  tallyd: %s\n  redis:  %s\n", s, a, b);
+        /* From a little before the first byte that differs. */
+        size_t at = 0;
+        while (a[at] && a[at] == b[at])
+            at++;
+        size_t from = at > SHOW_BYTES / 4 ? at - SHOW_BYTES / 4 : 0;
+        char *sa = a + from, *sb = b + from;
+        if (strlen(sa) > SHOW_BYTES)
+            sa[SHOW_BYTES] = '\0';
+        if (strlen(sb) > SHOW_BYTES)
+            sb[SHOW_BYTES] = '\0';
+        fprintf(stderr, "  command: %s\n  (replies from byte %zu)\n  tallyd: %s\n  redis:  %s\n", s,
+                from, sa, sb);
     }
     conn_close(&t);
     conn_close(&r);

@@ -2089,6 +2089,13 @@ static void test_watch(void)
         EXPECT_OK(CMD(b, "TALLY CHECKPOINT %s/two", dir));
         EXPECT_OK(CMD(a, "MULTI"));
         EXPECT_NIL(CMD(a, "EXEC"));
+        static char big[5001]; /* over WATCH's 4 KiB: counted as changed across a switch */
+        memset(big, 'b', 5000);
+        EXPECT_OK(CMD(a, "SET wbig %s", big));
+        EXPECT_OK(CMD(a, "WATCH wbig"));
+        EXPECT_OK(CMD(b, "TALLY CHECKPOINT %s/three", dir));
+        EXPECT_OK(CMD(a, "MULTI"));
+        EXPECT_NIL(CMD(a, "EXEC"));
         test_rmdir(dir);
     }
 
