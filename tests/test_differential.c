@@ -23,7 +23,8 @@
  * - CONFIG, INFO, CLIENT ID and the like describe the server itself.
  *
  * Needs redis-server on PATH (Debian's redis-server package); without it the test is skipped
- * (exit 77). TALLY_DIFF_SEED picks the seed (default: from the clock, printed), TALLY_DIFF_STEPS
+ * (exit 77). TALLY_DIFF_SEED picks the seed (default: a fixed one, so that `make check` runs the
+ * same sequence every time; "clock" takes one from the clock, printed), TALLY_DIFF_STEPS
  * the steps per protocol (default 3000); TALLY_DIFF_TRACE prints every step.
  */
 #define _GNU_SOURCE
@@ -43,6 +44,7 @@
 
 #define TEST_ALARM_S  300
 #define DEFAULT_STEPS 3000
+#define DEFAULT_SEED  20261123
 #define MAX_ARGS      320
 #define ARG_BYTES     8192
 #define HISTORY       12
@@ -636,7 +638,9 @@ int main(void)
     }
     test_require_uring();
     const char *e = getenv("TALLY_DIFF_SEED");
-    uint64_t seed = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL);
+    uint64_t seed = !e || !*e                 ? DEFAULT_SEED
+                    : strcmp(e, "clock") == 0 ? (uint64_t)time(NULL)
+                                              : strtoull(e, NULL, 10);
     e = getenv("TALLY_DIFF_STEPS");
     long steps = e && *e ? strtol(e, NULL, 10) : DEFAULT_STEPS;
     printf("seed %llu (TALLY_DIFF_SEED replays it), %ld steps per protocol\n",
