@@ -788,7 +788,7 @@ static bool watched_dirty(const struct tl_client *c)
 /* Before a flush switches the memtable (which blurs the stamps), each watched key of the
  * databases it empties is judged: dirty if it was written since WATCH, or exists now (the flush
  * will delete it, a write for Redis). */
-void tl_watch_flushing(int db)
+void tl_watch_flushing(int db, bool done)
 {
     pthread_mutex_lock(&tl_srv->clients_lock);
     for (size_t i = 0; i < tl_srv->n_clients; i++) {
@@ -798,6 +798,12 @@ void tl_watch_flushing(int db)
             struct tl_val v;
             if (w->dirty || (db >= 0 && tl_dbkey_db(w->ekey, w->elen) != db))
                 continue;
+            if (done) {
+                /* A clean key was missing, and still is: stamped again in the new memtable,
+                 * so that a write after the flush is told exactly. */
+                w->stamp = tl_db_write_stamp(tl_srv->db, w->ekey, w->elen);
+                continue;
+            }
             w->dirty = tl_db_get(tl_srv->db, w->ekey, w->elen, &v) == 1 || watched_written(w);
             tl_val_clear(&v);
         }

@@ -691,8 +691,9 @@ static void cmd_flushall(struct tl_client *c, struct tl_args *a)
 {
     if (!flush_args_ok(c, a))
         return;
-    tl_watch_flushing(-1);
+    tl_watch_flushing(-1, false);
     int rc = tl_keyspace_drop_all(tl_srv->db);
+    tl_watch_flushing(-1, true);
     if (rc < 0)
         tl_reply_engine_error(c, rc);
     else
@@ -707,9 +708,10 @@ static void cmd_flushdb(struct tl_client *c, struct tl_args *a)
 {
     if (!flush_args_ok(c, a))
         return;
-    tl_watch_flushing(c->db);
+    tl_watch_flushing(c->db, false);
     uint64_t seq = 0;
     int rc = tl_keyspace_flush(tl_srv->db, c->db, &seq);
+    tl_watch_flushing(c->db, true);
     tl_note_seq(c, seq);
     if (rc < 0)
         tl_reply_engine_error(c, rc);

@@ -448,9 +448,11 @@ size_t tl_command_count(void);
 void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us);
 /* Drops the client's MULTI state and queued commands (RESET; net.c when it frees a client). */
 void tl_multi_discard(struct tl_client *c);
-/* FLUSHALL (db -1) and FLUSHDB call it before they empty: every client's watched keys of those
- * databases that exist now make its EXEC fail, as in Redis (missing ones do not). */
-void tl_watch_flushing(int db);
+/* FLUSHALL (db -1) and FLUSHDB (both run alone) call it before they empty (done false): every
+ * client's watched keys of those databases that exist now, or were written since WATCH, make
+ * its EXEC fail, as in Redis (missing ones do not); and after (done true), to stamp the others
+ * again in the memtable the flush may have switched to. */
+void tl_watch_flushing(int db, bool done);
 
 /* Errors every command shares, with Redis's exact text. */
 void tl_reply_wrong_arity(struct tl_client *c, const char *cmd_name);

@@ -2069,6 +2069,12 @@ static void test_watch(void)
     EXPECT_OK(CMD(b, "FLUSHALL"));
     EXPECT_OK(CMD(a, "MULTI"));
     expect_exec_ran(__LINE__, CMD(a, "EXEC"), 0);
+    EXPECT_OK(CMD(a, "WATCH wlater")); /* missing at the flush, written and deleted after it */
+    EXPECT_OK(CMD(b, "FLUSHALL"));
+    EXPECT_OK(CMD(b, "SET wlater 1"));
+    EXPECT_INT(CMD(b, "DEL wlater"), 1);
+    EXPECT_OK(CMD(a, "MULTI"));
+    EXPECT_NIL(CMD(a, "EXEC"));
     EXPECT_OK(CMD(a, "WATCH wgone"));
     EXPECT_OK(CMD(b, "SET wgone 1"));
     EXPECT_INT(CMD(b, "DEL wgone"), 1);
