@@ -676,9 +676,10 @@ static void queue_free(struct tl_queued_cmd *q, size_t n)
  * one counts as written once the memtable has switched (EXEC fails, and the client retries). */
 #define WATCH_VALUE_MAX_BYTES 4096
 
-/* What a watched key held: whether it existed, its value (unless too long: big) and expiry. */
+/* What a watched key held: its value (type 0: missing; bytes not kept when too long: big), with
+ * its expiry. */
 struct watched_value {
-    bool exists, big;
+    bool big;
     struct tl_val v; /* v.bytes owned (a copy) */
 };
 
@@ -705,8 +706,7 @@ static int watched_read(const struct tl_watched *w, struct watched_value *h)
     struct tl_val v;
     memset(h, 0, sizeof *h);
     int rc = tl_db_get(tl_srv->db, w->ekey, w->elen, &v);
-    h->exists = rc == 1;
-    if (h->exists) {
+    if (rc == 1) {
         h->v.type = v.type;
         h->v.tag = v.tag;
         h->v.i = v.i;
@@ -727,25 +727,22 @@ static int watched_read(const struct tl_watched *w, struct watched_value *h)
 
 static bool watched_value_same(const struct watched_value *a, const struct watched_value *b)
 {
-    if (a->exists != b->exists)
+    if (a->v.type != b->v.type)
         return false;
-    if (!a->exists)
-        return true;
-    if (a->big || b->big || a->v.type != b->v.type || a->v.tag != b->v.tag ||
-        a->v.expire_ms != b->v.expire_ms)
+    if (a->v.type == 0)
+        return true; /* missing both times */
+    if (a->big || b->big || a->v.tag != b->v.tag || a->v.expire_ms != b->v.expire_ms)
         return false;
     if (a->v.type == TL_VAL_INT)
         return a->v.i == b->v.i;
     return a->v.len == b->v.len && memcmp(a->v.bytes, b->v.bytes, a->v.len) == 0;
 }
 
-/* A client's watched keys change under clients_lock, which tl_watch_flushing holds while it
- * goes through every client's (FLUSHALL runs beside other commands). */
+/* A client's watched keys change only in its own commands (and when it is freed, after it left
+ * the client registry). tl_watch_flushing reads every client's from FLUSHALL and FLUSHDB, which
+ * run alone: no lock is needed for them, only clients_lock for the registry. */
 static void unwatch_all(struct tl_client *c)
 {
-    if (!c->watched)
-        return;
-    pthread_mutex_lock(&tl_srv->clients_lock);
     for (size_t i = 0; i < c->n_watched; i++) {
         free(c->watched[i].ekey);
         watched_value_free(&c->watched[i].held);
@@ -753,7 +750,6 @@ static void unwatch_all(struct tl_client *c)
     free(c->watched);
     c->watched = NULL;
     c->n_watched = c->cap_watched = 0;
-    pthread_mutex_unlock(&tl_srv->clients_lock);
 }
 
 /* Whether watched key w was written since WATCH. While the same memtable is active the stamps
@@ -778,7 +774,7 @@ static bool watched_dirty(const struct tl_client *c)
     int64_t now = tl_now_ms();
     for (size_t i = 0; i < c->n_watched; i++) {
         const struct tl_watched *w = &c->watched[i];
-        int64_t expire_ms = w->held.exists ? w->held.v.expire_ms : 0;
+        int64_t expire_ms = w->held.v.expire_ms; /* 0 for a key missing at WATCH */
         if (w->dirty || (expire_ms && now > expire_ms) || watched_written(w))
             return true; /* expired as tl_db_get counts it: past its expire_ms */
     }
@@ -823,15 +819,16 @@ static void cmd_watch(struct tl_client *c, struct tl_args *a)
     for (int i = 1; i < a->argc; i++) {
         struct tl_dbkey k;
         int rc = tl_dbkey_make(&k, c->db, a->argv[i], a->len[i]);
-        bool known = false;
-        for (size_t j = 0; rc == 0 && j < c->n_watched && !known; j++)
-            known = c->watched[j].elen == k.len && memcmp(c->watched[j].ekey, k.p, k.len) == 0;
-        if (rc < 0 || known) {
+        if (rc < 0) {
             tl_dbkey_free(&k);
-            if (rc < 0) {
-                tl_reply_engine_error(c, rc);
-                return;
-            }
+            tl_reply_engine_error(c, rc);
+            return;
+        }
+        bool known = false; /* watched already: kept as it is, as in Redis */
+        for (size_t j = 0; j < c->n_watched && !known; j++)
+            known = c->watched[j].elen == k.len && memcmp(c->watched[j].ekey, k.p, k.len) == 0;
+        if (known) {
+            tl_dbkey_free(&k);
             continue;
         }
         struct tl_watched w = {.ekey = malloc(k.len ? k.len : 1), .elen = k.len};
@@ -849,7 +846,6 @@ static void cmd_watch(struct tl_client *c, struct tl_args *a)
             tl_reply_engine_error(c, rc);
             return;
         }
-        pthread_mutex_lock(&tl_srv->clients_lock);
         if (c->n_watched == c->cap_watched) {
             size_t cap = c->cap_watched ? 2 * c->cap_watched : 8;
             struct tl_watched *more = realloc(c->watched, cap * sizeof *more);
@@ -858,16 +854,13 @@ static void cmd_watch(struct tl_client *c, struct tl_args *a)
                 c->cap_watched = cap;
             }
         }
-        bool added = c->n_watched < c->cap_watched;
-        if (added)
-            c->watched[c->n_watched++] = w;
-        pthread_mutex_unlock(&tl_srv->clients_lock);
-        if (!added) {
+        if (c->n_watched == c->cap_watched) {
             watched_value_free(&w.held);
             free(w.ekey);
             tl_reply_error(c, "ERR out of memory watching the keys");
             return;
         }
+        c->watched[c->n_watched++] = w;
     }
     tl_reply_ok(c);
 }

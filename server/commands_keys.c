@@ -760,9 +760,9 @@ static void memory_usage(struct tl_client *c, struct tl_args *a)
     struct tl_dbkey k;
     int rc = tl_dbkey_make(&k, c->db, a->argv[2], a->len[2]);
     size_t klen = k.len;
-    tl_dbkey_free(&k);
     if (rc == 0)
-        rc = tl_key_get(c, a->argv[2], a->len[2], &v);
+        rc = tl_db_get(tl_srv->db, k.p, k.len, &v);
+    tl_dbkey_free(&k);
     if (rc < 0) {
         tl_reply_engine_error(c, rc);
         return;

@@ -443,8 +443,8 @@ size_t tl_command_count(void);
  * (NULL: none) carries the clock from one request to the next of a batch: when it holds a
  * time, that is the request's start (the clock was read as the one before ended, so the parse
  * of this request counts in its slow-log time), and on return it holds the time read as this
- * one ended, or 0 if none was (the slow log is off: the next request reads the clock). A batch
- * starts it at 0, and must not carry it across a wait. */
+ * one ended (for its statistics). A batch starts it at 0, and must not carry it across a
+ * wait. */
 void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us);
 /* Drops the client's MULTI state and queued commands (RESET; net.c when it frees a client). */
 void tl_multi_discard(struct tl_client *c);
