@@ -3,12 +3,12 @@
  *
  * Entries go into a data block until it reaches block_size_bytes; the block is then compressed
  * (or kept as is when compression saves less than 1/8), given its trailer and appended to a
- * write buffer, and its last key goes into the index. The write buffer is written through
- * io_uring whenever it holds SST_WRITE_BATCH_BYTES, so the file is written in large sequential
- * requests while later blocks are being built.
+ * write buffer, and its last key goes into the index. The write buffer is written out
+ * whenever it holds SST_WRITE_BATCH_BYTES, so the file is written in large sequential
+ * requests.
  *
  * Finishing appends the filter (built from the tl_hash64 of every key, gathered as entries
- * were added), the props block, the index block and the footer, writes the rest with a linked
+ * were added), the props block, the index block and the footer, writes the rest followed by an
  * fdatasync, and syncs the directory so that the new name survives a crash. Any failure
  * removes the file: a half-written table is never left behind to be mistaken for a whole one.
  *
@@ -104,7 +104,7 @@ static uint32_t block_crc(const uint8_t *data, size_t len, uint8_t type)
     return tl_crc32c_mask(tl_crc32c_extend(tl_crc32c(data, len), &type, 1));
 }
 
-/* Writes out the write buffer; with sync, a linked fdatasync follows the write. */
+/* Writes out the write buffer; with sync, an fdatasync follows the write. */
 static int flush_writes(struct tl_sst_builder *b, bool sync)
 {
     if (b->wlen == 0 && !sync)

@@ -1,10 +1,11 @@
 /*
- * uring_io.h - synchronous and batched file I/O through io_uring.
+ * uring_io.h - synchronous and batched file I/O: reads and batches through io_uring, single
+ * writes and syncs through the system calls (uring_io.c says why).
  *
  * Each thread that does disk I/O owns a ring: tl_uring_thread() creates the calling thread's
- * ring on first use (destroyed when the thread exits). The functions below submit through it
- * and wait for their completions, retrying short reads and writes. Errors are negated errnos.
- * Opening, renaming and unlinking files use the ordinary system calls.
+ * ring on first use (destroyed when the thread exits). The functions below wait for their
+ * completions, retrying short reads and writes. Errors are negated errnos. Opening, renaming
+ * and unlinking files use the ordinary system calls.
  */
 #ifndef TL_URING_IO_H
 #define TL_URING_IO_H
@@ -27,7 +28,7 @@ struct io_uring *tl_uring_thread(void);
 
 /* Reads up to len bytes at off; returns the number read (less than len only at end of file). */
 int64_t tl_io_pread(int fd, void *buf, size_t len, uint64_t off);
-/* Writes all of buf at off. With sync, a linked fdatasync follows in the same submission. */
+/* Writes all of buf at off (pwrite(2) in the calling thread); with sync, then fdatasync(2). */
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync);
 int tl_io_fdatasync(int fd);
 /* A full fsync: also the file's size after an ftruncate that shrank it. */
@@ -45,14 +46,6 @@ struct tl_io_req {
  * end of file are not errors (res says how many bytes came). Returns 0 when every request
  * completed in full, else the first failure. */
 int tl_io_pread_batch(struct tl_io_req *reqs, size_t n);
-int tl_io_pwrite_batch(struct tl_io_req *reqs, size_t n);
-
-/* Finds out, once per process, whether buffered writes to fd's file system can complete
- * without blocking (a write with RWF_NOWAIT). Where they cannot (ext4 on many kernels), io_uring
- * first tries each write inline, fails, then hands it to a worker thread: later writes then go
- * to the worker at once (IOSQE_ASYNC), which here costs well under half the time. The probe
- * writes one byte at offset 0 of an empty file the caller is about to overwrite. */
-void tl_io_probe_writes(int fd);
 
 /* Syncs a directory (after creating, renaming or removing files in it). */
 int tl_io_sync_dir(const char *dir);

@@ -14,7 +14,7 @@
  * writes for itself, so a stream of appends costs no futex wake per record.
  *
  * Group commit. The commit thread loops: wait for work, swap buffers, write the whole buffer at
- * the segment's end with one tl_io_pwrite. Under TL_FSYNC_ALWAYS the write carries a linked
+ * the segment's end with one tl_io_pwrite. Under TL_FSYNC_ALWAYS the write is followed by an
  * fdatasync, so one write and one sync serve every record that arrived while the previous write
  * was in flight. Under TL_FSYNC_EVERYSEC the write carries the sync when TL_WAL_SYNC_INTERVAL_MS
  * has passed since the last one; when appends stop, the thread wakes on a timer to sync what is
@@ -217,7 +217,6 @@ static int segment_create(const char *dir, uint64_t number, char *path, size_t c
 
     uint8_t h[TL_WAL_HEADER_BYTES];
     encode_header(h, number);
-    tl_io_probe_writes(fd); /* the header written next overwrites the probe's byte */
     int rc = tl_io_pwrite(fd, h, sizeof h, 0, true);
     if (rc < 0) {
         rc = tl_error(rc, "%s: cannot write WAL segment header: %s; check the disk", path,
@@ -306,7 +305,7 @@ static void mark_synced(struct tl_wal *w)
     }
 }
 
-/* Writes [p, p + n) at the end of the current segment, with a linked fdatasync if sync. With
+/* Writes [p, p + n) at the end of the current segment, then an fdatasync if sync. With
  * n == 0 and sync, syncs what earlier writes left unsynced. Bytes written without a sync are
  * kept in the unsynced copy, for a repair. On failure nothing moves: seg_off, synced_off and
  * the copy still describe the segment as it was before the call. The synced_seq read here is
