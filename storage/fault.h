@@ -11,7 +11,7 @@
  *            enospc   a write fails with ENOSPC and writes nothing
  *            short    half of the write reaches the file, then the rest fails with ENOSPC
  *                     (a torn record is left where the write began)
- *            sync     an fdatasync or fsync (or the one linked to a write) fails with EIO
+ *            sync     an fdatasync or fsync (or the one after a write) fails with EIO
  *                     after the write itself succeeded
  *     when   skip the first `skip` eligible calls, then fail the next `count` (0: until
  *            cleared): "fail the next N" is skip 0 count N, "fail after N successes" is
