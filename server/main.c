@@ -333,6 +333,9 @@ int main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* A write past the file size limit (ulimit -f) fails with EFBIG, reported like any write
+     * error, instead of ending the process (the engine writes in the caller's thread). */
+    sigaction(SIGXFSZ, &sa, NULL);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);

@@ -3,7 +3,7 @@
  *
  * A checkpoint flushes the memtables, pins the files (nothing is deleted while a checkpoint or a
  * file list is out: compactions still run, and the tables they replace are removed when the
- * pin is released), hard-links each live table into the destination (copying through io_uring
+ * pin is released), hard-links each live table into the destination (copying the file
  * where a link is impossible, as across file systems), and writes the destination's own
  * manifest naming exactly those tables. Tables are immutable, so a link is a copy.
  */
@@ -91,7 +91,7 @@ void tl_db_release_files(tl_db *db)
     pthread_mutex_unlock(&db->mutex);
 }
 
-/* Copies one file through io_uring, syncing the copy. */
+/* Copies one file (reads through io_uring, writes with pwrite), syncing the copy. */
 static int copy_file(const char *from, const char *to)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);

@@ -98,7 +98,10 @@ void tl_options_init(struct tl_options *o);
 typedef struct tl_db tl_db;
 
 /* Opens (creating if missing) the database in dir, replaying its WAL. The directory is locked
- * against a second process: TL_ELOCKED. TL_ENOURING if io_uring cannot be set up. */
+ * against a second process: TL_ELOCKED. TL_ENOURING if io_uring cannot be set up.
+ * The engine writes files with pwrite(2) in the calling thread and in its own threads: a
+ * program under a file size limit (ulimit -f) should ignore SIGXFSZ, so that a write past the
+ * limit fails with EFBIG (a WAL write error, reported) instead of ending the process. */
 int tl_db_open(const char *dir, const struct tl_options *o, tl_db **out);
 /* The first half of tl_db_close, for a caller with threads of its own inside the database: the
  * background work stops, and a manual compaction or flush that waits, or starts later, returns

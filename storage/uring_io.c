@@ -199,11 +199,11 @@ static int sync_fd(int fd, bool datasync)
     return rc;
 }
 
-/* An fdatasync (datasync) or a full fsync of fd; with faults, the test build's rule for fd's
- * file may fail it first. */
-static int sync_file(int fd, bool datasync, bool faults, const char *what)
+/* An fdatasync (datasync) or a full fsync of fd; the test build's rule for fd's file may fail
+ * it first. */
+static int sync_file(int fd, bool datasync, const char *what)
 {
-    int rc = faults ? tl_fault_sync(fd) : 0;
+    int rc = tl_fault_sync(fd);
     if (rc == 0)
         rc = sync_fd(fd, datasync);
     if (rc < 0)
@@ -213,12 +213,12 @@ static int sync_file(int fd, bool datasync, bool faults, const char *what)
 
 int tl_io_fdatasync(int fd)
 {
-    return sync_file(fd, true, true, "fdatasync");
+    return sync_file(fd, true, "fdatasync");
 }
 
 int tl_io_fsync(int fd)
 {
-    return sync_file(fd, false, true, "fsync");
+    return sync_file(fd, false, "fsync");
 }
 
 int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
@@ -230,25 +230,29 @@ int tl_io_pwrite(int fd, const void *buf, size_t len, uint64_t off, bool sync)
         return tl_error(rc, "write of %zu bytes at offset %llu failed: %s", len,
                         (unsigned long long)off, strerror(-rc));
     const char *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return tl_error(-errno, "write of %zu bytes at offset %llu failed: %s", len,
-                            (unsigned long long)off, strerror(errno));
+            return tl_error(-errno, "write of %zu bytes at offset %llu failed with %zu written: %s",
+                            len, (unsigned long long)off, done, strerror(errno));
         if (n == 0)
-            return tl_error(-EIO, "write at offset %llu made no progress", (unsigned long long)off);
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
+            return tl_error(-EIO,
+                            "write of %zu bytes at offset %llu made no progress with %zu written",
+                            len, (unsigned long long)off, done);
+        done += (size_t)n;
     }
     if (!sync)
         return 0;
-    if ((rc = tl_fault_sync(fd)) < 0)
-        return tl_error(rc, "fdatasync after a write at offset %llu failed: %s",
+    rc = tl_fault_sync(fd);
+    if (rc == 0)
+        rc = sync_fd(fd, true);
+    if (rc < 0)
+        return tl_error(rc, "fdatasync after a write of %zu bytes at offset %llu failed: %s", len,
                         (unsigned long long)off, strerror(-rc));
-    return sync_file(fd, true, false, "fdatasync after a write");
+    return 0;
 }
 
 int tl_io_sync_dir(const char *dir)

@@ -2,7 +2,7 @@
  * uring_io.h - synchronous and batched file I/O: reads and batches through io_uring, single
  * writes and syncs through the system calls (uring_io.c says why).
  *
- * Each thread that does disk I/O owns a ring: tl_uring_thread() creates the calling thread's
+ * Each thread that reads from disk owns a ring: tl_uring_thread() creates the calling thread's
  * ring on first use (destroyed when the thread exits). The functions below wait for their
  * completions, retrying short reads and writes. Errors are negated errnos. Opening, renaming
  * and unlinking files use the ordinary system calls.

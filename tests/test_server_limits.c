@@ -680,6 +680,91 @@ static void test_threads(void)
     CHECK_HEALTHY();
 }
 
+/* A data directory on a file size limit (ulimit -f): the write that crosses it fails with an
+ * error reply, and tallyd stays up and keeps what it acknowledged. The engine writes in the
+ * calling thread, where a write past the limit also raises SIGXFSZ, whose default action ends
+ * the process: tallyd must ignore it. */
+#define FSIZE_LIMIT_BYTES (512 * 1024)
+#define FSIZE_VALUE_BYTES 20000
+#define FSIZE_MAX_WRITES  200
+static void test_file_size_limit(const char *tmp)
+{
+    g_case = "a write past the file size limit (RLIMIT_FSIZE)";
+    struct rlimit old, lim;
+    if (getrlimit(RLIMIT_FSIZE, &old) < 0 ||
+        (old.rlim_max != RLIM_INFINITY && old.rlim_max < FSIZE_LIMIT_BYTES)) {
+        printf("skipped: file size limit (RLIMIT_FSIZE cannot be set to %d)\n", FSIZE_LIMIT_BYTES);
+        return;
+    }
+    struct test_server fs;
+    srv_init(&fs, tmp, "fsize");
+    srv_add_opt(&fs, "fsync", "always");
+    lim = old;
+    lim.rlim_cur = FSIZE_LIMIT_BYTES;
+    CHECK_TRUE(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
+    srv_start(&fs); /* the server inherits the limit */
+    setrlimit(RLIMIT_FSIZE, &old);
+
+    struct conn c;
+    conn_open(&c, fs.port);
+    /* The write that crosses the limit is applied but never durable: its reply is held (and the
+     * client closed after a while), so wait for each reply a second at most. */
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char *value = malloc(FSIZE_VALUE_BYTES + 1);
+    memset(value, 'v', FSIZE_VALUE_BYTES);
+    value[FSIZE_VALUE_BYTES] = '\0';
+    int acked = 0;
+    bool stopped = false;
+    for (int i = 0; i < FSIZE_MAX_WRITES && !stopped; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "big:%d", i);
+        const char *r = NULL, *why[1] = {""};
+        long n = request(&c, &r, why, "SET", key, value, (char *)NULL);
+        if (n >= 5 && memcmp(r, "+OK\r\n", 5) == 0)
+            acked++;
+        else
+            stopped = true; /* an error, or a reply held */
+        if (n > 0)
+            conn_consume(&c, (size_t)n);
+    }
+    CHECK_TRUE(stopped, "%d SETs of %d bytes under a limit of %d bytes were all acknowledged",
+               FSIZE_MAX_WRITES, FSIZE_VALUE_BYTES, FSIZE_LIMIT_BYTES);
+    conn_close(&c);
+    /* Still up, refusing writes with an error that says why. */
+    CHECK_TRUE(conn_open(&c, fs.port) == 0, "tallyd is gone after the failed write: %s",
+               strerror(errno));
+    const char *r = NULL, *why[1] = {""};
+    char error[200] = "";
+    long n = request(&c, &r, why, "SET", "small", "1", (char *)NULL);
+    if (n > 0)
+        escape_into(error, sizeof error, r, (size_t)n < 150 ? (size_t)n : 150);
+    else
+        snprintf(error, sizeof error, "no reply (%s)", why[0]);
+    printf("file size limit %d bytes: %d SETs of %d bytes acknowledged; a SET then: %s\n",
+           FSIZE_LIMIT_BYTES, acked, FSIZE_VALUE_BYTES, error);
+    CHECK_TRUE(error[0] == '-' && strstr(error, "File too large") != NULL,
+               "a write past the limit does not answer an error saying what went wrong (EFBIG): "
+               "%s",
+               error);
+    if (n > 0)
+        conn_consume(&c, (size_t)n);
+    if (acked > 0) {
+        n = request(&c, &r, why, "STRLEN", "big:0", (char *)NULL);
+        char want[32];
+        snprintf(want, sizeof want, ":%d\r\n", FSIZE_VALUE_BYTES);
+        CHECK_TRUE(n == (long)strlen(want) && memcmp(r, want, (size_t)n) == 0,
+                   "an acknowledged SET is not readable after the failed write (%s)",
+                   n < 0 ? why[0] : "wrong reply");
+    }
+    conn_close(&c);
+    free(value);
+    int st = srv_stop_with(&fs, SIGKILL);
+    CHECK_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+               "tallyd ended before it was stopped (wait status %d: signal %d)", st,
+               WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
 int main(void)
 {
     g_redis = srv_is_redis();
@@ -715,6 +800,8 @@ int main(void)
         printf("skipped: 1,000 connections (RLIMIT_NOFILE cannot be raised to %d)\n",
                NOFILE_WANTED);
     printf("skipped: protected mode (needs a non-loopback address to connect from)\n");
+    if (!g_redis)
+        test_file_size_limit(tmp);
 
     int st = srv_stop_with(&srv, SIGTERM);
     g_case = "SIGTERM";

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,8 @@ int main(int argc, char **argv)
     }
     if (i >= argc)
         return ctl_usage_error("no command given");
+    /* Offline compaction and checkpoints write files: past a file size limit, an error. */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[i];
     int sub_argc = argc - i;
     char **sub_argv = argv + i;
