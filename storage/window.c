@@ -333,9 +333,11 @@ static int write_buckets(tl_db *db, const void *prefix, size_t plen,
 
 void tl_window_live_init(struct tl_window_live *l)
 {
-    memset(l, 0, sizeof *l);
-    for (int i = 0; i < TL_WINDOW_MAX_RES; i++)
+    for (int i = 0; i < TL_WINDOW_MAX_RES; i++) {
         l->start[i] = l->prev_start[i] = -1;
+        l->value[i] = l->prev_value[i] = 0;
+    }
+    l->legacy = false;
 }
 
 /* A bucket start as a varint: 0 for none, else 1 + start / width (starts are aligned). */
@@ -486,35 +488,44 @@ static int live_update(void *arg, const struct tl_val *cur, int found, struct tl
     int rc = op->h->decode(op->h->arg, cur, found, s);
     if (rc < 0 || (rc = write_check(s->plen + 1, &s->p, op->at_ms, op->now)) < 0)
         return rc;
-    struct tl_window_live l = s->live;
+    struct tl_window_live *l = &s->live;
+    int place[TL_WINDOW_MAX_RES];
+    int64_t start[TL_WINDOW_MAX_RES];
     op->late = 0;
+    /* The checks first, leaving the state as it was decoded: a retry stores its previous
+     * buckets from it (tl_window_incr). */
     for (int i = 0; i < s->p.n; i++) {
-        int64_t start;
-        int place = live_place(s, i, op->at_ms, op->now, &start);
-        if (place < 0)
+        place[i] = live_place(s, i, op->at_ms, op->now, &start[i]);
+        if (place[i] < 0)
             op->late |= 1u << i;
-        if (place <= 0)
+        if (place[i] <= 0)
             continue;
-        if (start == l.start[i]) {
-            if ((op->delta > 0 && l.value[i] > INT64_MAX - op->delta) ||
-                (op->delta < 0 && l.value[i] < INT64_MIN - op->delta))
+        if (start[i] == l->start[i]) {
+            if ((op->delta > 0 && l->value[i] > INT64_MAX - op->delta) ||
+                (op->delta < 0 && l->value[i] < INT64_MIN - op->delta))
                 return tl_error(TL_EOVERFLOW, "increment or decrement would overflow");
-            l.value[i] += op->delta;
             continue;
         }
         /* A newer bucket: the previous one leaves the head, and must have been stored. */
-        if (l.prev_start[i] >= 0 && (!op->stored || op->stored->plen != s->plen ||
-                                     memcmp(op->stored_prefix, s->prefix, s->plen) != 0 ||
-                                     op->stored->live.prev_start[i] != l.prev_start[i])) {
+        if (l->prev_start[i] >= 0 && (!op->stored || op->stored->plen != s->plen ||
+                                      memcmp(op->stored_prefix, s->prefix, s->plen) != 0 ||
+                                      op->stored->live.prev_start[i] != l->prev_start[i])) {
             op->retry = true;
             return TL_UPDATE_KEEP;
         }
-        l.prev_start[i] = l.start[i];
-        l.prev_value[i] = l.value[i];
-        l.start[i] = start;
-        l.value[i] = op->delta;
     }
-    s->live = l;
+    for (int i = 0; i < s->p.n; i++) {
+        if (place[i] <= 0)
+            continue;
+        if (start[i] == l->start[i]) {
+            l->value[i] += op->delta;
+            continue;
+        }
+        l->prev_start[i] = l->start[i];
+        l->prev_value[i] = l->value[i];
+        l->start[i] = start[i];
+        l->value[i] = op->delta;
+    }
     if ((rc = op->h->encode(op->h->arg, s, op->at_ms, next)) < 0)
         return rc;
     return TL_UPDATE_PUT;
@@ -581,7 +592,18 @@ static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *fines
 int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
                    int64_t *finest, uint64_t *seq)
 {
-    struct live_op op = {.h = h, .at_ms = at_ms, .delta = delta, .now = tl_db_now_ms(db)};
+    /* Field by field: op.s (the series, some 400 bytes) is written by the head's decode before
+     * it is read. Not zeroing it, nor cmd_wincrby's head_op, and updating the head's state in
+     * place in live_update instead of through two copies, took WINCRBY from 989k to 1,095k/s
+     * (-P 32, 100k series in memory, five alternating pairs, each faster). */
+    struct live_op op;
+    op.h = h;
+    op.stored = NULL;
+    op.stored_prefix = NULL;
+    op.at_ms = at_ms;
+    op.delta = delta;
+    op.now = tl_db_now_ms(db);
+    op.late = 0;
     struct tl_window_series stored;
     struct key_buf key = {.p = NULL}, prefix = {.p = NULL};
     int rc;

@@ -181,6 +181,17 @@ static void test_lifetime(void)
     long long after[] = {b, INT64_MAX, b + MIN_MS, -1};
     expect_ints(cmd("WRANGE big %lld %lld", b, b + 2 * MIN_MS - 1), after, 4,
                 "the refused late write merged nothing");
+
+    /* A write to the head whose new minute bucket fits but whose hour bucket would overflow:
+     * refused whole, no resolution changed. */
+    expect_int(INT64_MAX, cmd("WINCRBY hov %lld AT %lld", (long long)INT64_MAX, b), "max");
+    expect_error("ERR increment or decrement would overflow", NULL,
+                 cmd("WINCRBY hov 1 AT %lld", b + MIN_MS), "hour bucket past int64");
+    long long held[] = {b, INT64_MAX};
+    expect_ints(cmd("WRANGE hov %lld %lld", b, b + 2 * MIN_MS - 1), held, 2,
+                "the refused write left no new minute bucket");
+    expect_ints(cmd("WRANGE hov %lld %lld RES 1h", b, b + HOUR_MS - 1), held, 2,
+                "the refused write left the hour bucket as it was");
 }
 
 static void test_types(void)
