@@ -194,6 +194,44 @@ static void test_lifetime(void)
                 "the refused write left the hour bucket as it was");
 }
 
+/* Every new series draws a generation that keys its stored buckets: many series created
+ * together (pipelined, on one worker thread) must not share one, or their stored buckets would
+ * be one another's. Three writes a minute apart push each series' first minute out of its head
+ * into a stored bucket, which WRANGE then reads back. */
+static void test_generations(void)
+{
+    enum { N = 3000 };
+    long long b = (now_ms() - HOUR_MS) / MIN_MS * MIN_MS;
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < N; i++)
+            redisAppendCommand(g_c, "WINCRBY gen:%d %d AT %lld", i, step == 0 ? i + 1 : 1,
+                               b + step * MIN_MS);
+        for (int i = 0; i < N; i++) {
+            void *rv;
+            if (redisGetReply(g_c, &rv) != REDIS_OK)
+                FAIL("pipeline: %s", g_c->errstr);
+            expect_int(step == 0 ? i + 1 : 1, rv, "a pipelined write of a new series");
+        }
+    }
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(g_c, "WRANGE gen:%d %lld %lld", i, b, b + MIN_MS - 1);
+    for (int i = 0; i < N; i++) {
+        void *rv;
+        if (redisGetReply(g_c, &rv) != REDIS_OK)
+            FAIL("pipeline: %s", g_c->errstr);
+        long long want[] = {b, i + 1};
+        expect_ints(rv, want, 2, "a series' stored bucket holds its own writes only");
+    }
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(g_c, "DEL gen:%d", i);
+    for (int i = 0; i < N; i++) {
+        void *rv;
+        if (redisGetReply(g_c, &rv) != REDIS_OK)
+            FAIL("pipeline: %s", g_c->errstr);
+        expect_int(1, rv, "DEL of a series");
+    }
+}
+
 static void test_types(void)
 {
     expect_status("OK", cmd("SET str hello"), "SET");
@@ -519,6 +557,7 @@ int main(void)
 
     test_counters();
     test_lifetime();
+    test_generations();
     test_types();
     test_policies();
     test_quantiles();
