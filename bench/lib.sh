@@ -138,3 +138,8 @@ function median(key,    n, i, j, t, v) {
     return v[int((n + 1) / 2)]
 }
 '
+
+# info_field PORT SECTION FIELD: one field of a server's INFO section.
+info_field() {
+    redis-cli -p "$1" INFO "$2" | tr -d '\r' | awk -F: -v f="$3" '$1 == f { print $2 }'
+}

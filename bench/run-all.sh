@@ -343,10 +343,6 @@ load() {
         INCR 'ctr:__key__'
 }
 
-info_field() { # PORT SECTION FIELD
-    redis-cli -p "$1" INFO "$2" | tr -d '\r' | awk -F: -v f="$3" '$1 == f { print $2 }'
-}
-
 # sst_bytes PORT: the bytes of tallyd's SSTables, from INFO storage (levelN:files=..,bytes=..).
 sst_bytes() {
     redis-cli -p "$1" INFO storage | tr -d '\r' |
