@@ -221,15 +221,18 @@ int tl_window_init(tl_db *db, const struct tl_config *cfg, char *err, size_t err
 struct series {
     uint64_t gen;
     int64_t auto_expire_ms;
-    struct tl_window_policy p;
-    struct tl_window_live live; /* counters: the head's buckets */
+    /* The policy and, for counters, the head's buckets (w.p, w.live), in the storage's form so
+     * that tl_window_incr works on them where they are; w.prefix is set by series_view. */
+    struct tl_window_series w;
     char prefix[PREFIX_BYTES];
 };
 
-/* The storage's view of a counter series. */
-static struct tl_window_series series_view(const struct series *s)
+/* The storage's view of a counter series: s itself, with its prefix pointed at. */
+static struct tl_window_series *series_view(struct series *s)
 {
-    return (struct tl_window_series){s->prefix, PREFIX_BYTES, s->p, s->live};
+    s->w.prefix = s->prefix;
+    s->w.plen = PREFIX_BYTES;
+    return &s->w;
 }
 
 static void series_prefix(struct series *s)
@@ -268,17 +271,17 @@ static size_t head_encode(const struct series *s, bool with_live, uint8_t *out)
     for (int i = 0; i < 8; i++)
         out[n++] = (uint8_t)(s->gen >> (8 * i));
     n += tl_put_varint(out + n, (uint64_t)s->auto_expire_ms);
-    if (with_live && same_policy(&s->p, &builtin_policy)) {
+    if (with_live && same_policy(&s->w.p, &builtin_policy)) {
         out[n++] = 0;
     } else {
-        out[n++] = (uint8_t)s->p.n;
-        for (int i = 0; i < s->p.n; i++) {
-            n += tl_put_varint(out + n, (uint64_t)s->p.res[i].width_ms);
-            n += tl_put_varint(out + n, (uint64_t)s->p.res[i].retention_ms);
+        out[n++] = (uint8_t)s->w.p.n;
+        for (int i = 0; i < s->w.p.n; i++) {
+            n += tl_put_varint(out + n, (uint64_t)s->w.p.res[i].width_ms);
+            n += tl_put_varint(out + n, (uint64_t)s->w.p.res[i].retention_ms);
         }
     }
     if (with_live)
-        n += tl_window_live_encode(&s->live, &s->p, out + n);
+        n += tl_window_live_encode(&s->w.live, &s->w.p, out + n);
     return n;
 }
 
@@ -297,27 +300,27 @@ static bool head_decode(const struct tl_val *v, struct series *s)
     if (!take_varint(&p, end, &x) || p == end)
         return false;
     s->auto_expire_ms = (int64_t)x;
-    s->p.n = *p++;
-    if (s->p.n == 0 && version == HEAD_VERSION_CUR) {
-        s->p = builtin_policy;
+    s->w.p.n = *p++;
+    if (s->w.p.n == 0 && version == HEAD_VERSION_CUR) {
+        s->w.p = builtin_policy;
     } else {
-        if (s->p.n < 1 || s->p.n > TL_WINDOW_MAX_RES)
+        if (s->w.p.n < 1 || s->w.p.n > TL_WINDOW_MAX_RES)
             return false;
-        for (int i = 0; i < s->p.n; i++) {
+        for (int i = 0; i < s->w.p.n; i++) {
             if (!take_varint(&p, end, &x) || !take_varint(&p, end, &y) || x == 0 || y < x ||
                 y > (uint64_t)TL_WINDOW_MAX_TIME_MS)
                 return false;
-            s->p.res[i].width_ms = (int64_t)x;
-            s->p.res[i].retention_ms = (int64_t)y;
+            s->w.p.res[i].width_ms = (int64_t)x;
+            s->w.p.res[i].retention_ms = (int64_t)y;
         }
     }
     series_prefix(s);
-    tl_window_live_init(&s->live);
-    s->live.legacy = !live && v->tag == TL_TAG_WINDOW;
+    tl_window_live_init(&s->w.live);
+    s->w.live.legacy = !live && v->tag == TL_TAG_WINDOW;
     if (live) {
         size_t n = tl_window_live_decode(
-            p, end, &s->p, version == HEAD_VERSION_CUR ? TL_WINDOW_LIVE_V2 : TL_WINDOW_LIVE_V1,
-            &s->live);
+            p, end, &s->w.p, version == HEAD_VERSION_CUR ? TL_WINDOW_LIVE_V2 : TL_WINDOW_LIVE_V1,
+            &s->w.live);
         if (n == 0)
             return false;
         p += n;
@@ -382,7 +385,7 @@ static int head_open(const struct tl_val *cur, int found, uint8_t tag,
             return TL_EWRONGTYPE;
         return head_decode(cur, s) ? 0 : TL_ECORRUPT;
     }
-    s->p = *create;
+    s->w.p = *create;
     const struct tl_window_res *last = &create->res[create->n - 1];
     if (at_ms < tl_now_ms() - last->retention_ms)
         return -ERANGE;
@@ -391,7 +394,7 @@ static int head_open(const struct tl_val *cur, int found, uint8_t tag,
     if (rc < 0)
         return rc;
     series_prefix(s);
-    tl_window_live_init(&s->live);
+    tl_window_live_init(&s->w.live);
     return 0;
 }
 
@@ -408,10 +411,10 @@ static int64_t auto_expiry(const struct tl_window_policy *p, int64_t at_ms)
  * would outlive it. */
 static int64_t head_expiry(struct series *s, int found, int64_t cur_ms, int64_t at_ms)
 {
-    const struct tl_window_res *last = &s->p.res[s->p.n - 1];
+    const struct tl_window_res *last = &s->w.p.res[s->w.p.n - 1];
     if (found && (cur_ms != s->auto_expire_ms || cur_ms >= at_ms + last->retention_ms))
         return cur_ms;
-    s->auto_expire_ms = auto_expiry(&s->p, at_ms);
+    s->auto_expire_ms = auto_expiry(&s->w.p, at_ms);
     return s->auto_expire_ms;
 }
 
@@ -445,7 +448,7 @@ static int head_update(void *arg, const struct tl_val *cur, int found, struct tl
 
 /* A counter series' head, for tl_window_incr: read, then rewritten with its new buckets. */
 static int counter_decode(void *arg, const struct tl_val *cur, int found,
-                          struct tl_window_series *out)
+                          struct tl_window_series **out)
 {
     struct head_op *op = arg;
     int rc = head_open(cur, found, TL_TAG_WINDOW, op->create, op->at_ms, &op->s);
@@ -461,13 +464,13 @@ static int counter_encode(void *arg, const struct tl_window_series *ws, int64_t 
                           struct tl_val *next)
 {
     struct head_op *op = arg;
-    op->s.live = ws->live;
+    (void)ws; /* op->s.w itself, changed in place */
     next->type = TL_VAL_TYPED;
     next->tag = TL_TAG_WINDOW;
     next->bytes = (char *)op->buf;
     /* The expiry first: it records the automatic one in the head that is encoded. */
     next->expire_ms = head_expiry(&op->s, op->found, op->cur_expire_ms, at_ms);
-    next->len = head_encode(&op->s, !op->s.live.legacy, op->buf);
+    next->len = head_encode(&op->s, !op->s.w.live.legacy, op->buf);
     return 0;
 }
 
@@ -585,16 +588,15 @@ static void reply_window_error(struct tl_client *c, int rc)
  */
 
 /* Replies the sums over windows[] ending at end_ms (missing series: zeros). */
-static void reply_sums(struct tl_client *c, const struct series *s, bool found,
-                       const int64_t *windows, int n, int64_t end_ms)
+static void reply_sums(struct tl_client *c, struct series *s, bool found, const int64_t *windows,
+                       int n, int64_t end_ms)
 {
     int64_t sums[MAX_WINDOWS];
     for (int i = 0; i < n; i++) {
         sums[i] = 0;
         if (!found)
             continue;
-        struct tl_window_series view = series_view(s);
-        int rc = tl_window_sum(tl_srv->db, &view, end_ms, windows[i], &sums[i]);
+        int rc = tl_window_sum(tl_srv->db, series_view(s), end_ms, windows[i], &sums[i]);
         if (rc < 0) {
             reply_window_error(c, rc);
             return;
@@ -659,7 +661,7 @@ static void cmd_wincrby(struct tl_client *c, struct tl_args *a)
     tl_dbkey_free(&k);
     tl_note_seq(c, seq);
     if (rc == -ERANGE)
-        reply_head_error(c, &op.s.p, o.at_ms, rc); /* the series' own policy, or the new one's */
+        reply_head_error(c, &op.s.w.p, o.at_ms, rc); /* the series' own policy, or the new one's */
     else if (rc < 0)
         reply_window_error(c, rc);
     else if (get == a->argc)
@@ -749,27 +751,27 @@ static void cmd_wrange(struct tl_client *c, struct tl_args *a)
     }
     int res = 0;
     if (res_ms) {
-        for (res = 0; res < s.p.n && s.p.res[res].width_ms != res_ms; res++)
+        for (res = 0; res < s.w.p.n && s.w.p.res[res].width_ms != res_ms; res++)
             ;
-        if (res == s.p.n) {
+        if (res == s.w.p.n) {
             char spec[SPEC_TEXT_BYTES];
-            tl_window_policy_format(&s.p, spec, sizeof spec);
+            tl_window_policy_format(&s.w.p, spec, sizeof spec);
             tl_reply_errorf(c, "ERR the series has no resolution of %.*s: its policy is %s",
                             (int)(a->len[5] > 64 ? 64 : a->len[5]), a->argv[5], spec);
             return;
         }
     }
-    int64_t w = s.p.res[res].width_ms;
+    int64_t w = s.w.p.res[res].width_ms;
     int64_t lo = from < 0 ? 0 : from - ((from % w) + w) % w;
     /* Buckets past the resolution's retention are gone, those the head holds too. */
-    int64_t held = tl_now_ms() - s.p.res[res].retention_ms;
+    int64_t held = tl_now_ms() - s.w.p.res[res].retention_ms;
     held += ((w - held % w) % w + w) % w;
     if (lo < held)
         lo = held;
     int64_t hi = to >= TL_WINDOW_MAX_TIME_MS ? TL_WINDOW_MAX_TIME_MS : to + 1;
     struct range_acc r = {0};
-    rc =
-        tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, &s.live, res, lo, hi, range_bucket, &r);
+    rc = tl_window_range(tl_srv->db, s.prefix, PREFIX_BYTES, &s.w.live, res, lo, hi, range_bucket,
+                         &r);
     if (rc < 0) {
         reply_window_error(c, rc);
     } else {
@@ -829,7 +831,7 @@ static void cmd_wobserve(struct tl_client *c, struct tl_args *a)
     struct observe_op op = {.value = (double)v};
     uint64_t seq = 0;
     int res;
-    int rc = tl_window_update(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, observe_update,
+    int rc = tl_window_update(tl_srv->db, s.prefix, PREFIX_BYTES, &s.w.p, o.at_ms, observe_update,
                               &op, &res, &seq);
     tl_note_seq(c, seq);
     tl_buf_free(&op.enc);
@@ -859,7 +861,7 @@ static bool window_sketch(struct tl_client *c, struct tl_args *a, int window_arg
     struct series s;
     int rc = series_read(c, a->argv[1], a->len[1], TL_TAG_WSKETCH, &s);
     if (rc == 1)
-        rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, end_ms, w,
+        rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.w.p, NULL, end_ms, w,
                              sketch_bucket, sk);
     if (rc < 0) {
         reply_window_error(c, rc);
@@ -974,8 +976,8 @@ static void cmd_wpfadd(struct tl_client *c, struct tl_args *a)
         return;
     }
     uint64_t seq = 0;
-    int rc = tl_window_update(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, o.at_ms, wpfadd_update, &op,
-                              &op.res, &seq);
+    int rc = tl_window_update(tl_srv->db, s.prefix, PREFIX_BYTES, &s.w.p, o.at_ms, wpfadd_update,
+                              &op, &op.res, &seq);
     tl_note_seq(c, seq);
     tl_hll_add_free(op.add);
     if (rc < 0)
@@ -1013,7 +1015,8 @@ static void cmd_wpfcount(struct tl_client *c, struct tl_args *a)
         tl_reply_engine_error(c, -ENOMEM);
         return;
     }
-    rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.p, NULL, o.at_ms, w, hll_bucket, u);
+    rc = tl_window_visit(tl_srv->db, s.prefix, PREFIX_BYTES, &s.w.p, NULL, o.at_ms, w, hll_bucket,
+                         u);
     if (rc < 0)
         reply_window_error(c, rc);
     else

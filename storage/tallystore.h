@@ -432,19 +432,24 @@ struct tl_window_series {
     struct tl_window_live live;
 };
 /* Where and how a counter series' head is kept. decode reads the head's value (found 0: none
- * yet, a new series) into *s and returns 0 or an error; encode makes the head's new value
- * around s (type, tag, bytes, expiry) for a write at at_ms and returns 0 or an error. Both run
- * under the head key's update (tl_db_update), once or more often (see tl_window_incr). */
+ * yet, a new series) into a series of the caller's, setting every field of it (nothing is
+ * zeroed beforehand, and a retried update decodes again into the same series), points *s at
+ * it and returns 0 or an error; the write then changes that series' live state in place (no copy of
+ * it is made; it must be the call's own, not shared with a concurrent write of the same head), and
+ * encode makes the head's new value around it (type, tag, bytes, expiry) for a write at at_ms
+ * and returns 0 or an error. Both run under the head key's update (tl_db_update), once or more
+ * often (see tl_window_incr). */
 struct tl_window_head {
     const void *key;
     size_t klen;
-    int (*decode)(void *arg, const struct tl_val *cur, int found, struct tl_window_series *s);
+    int (*decode)(void *arg, const struct tl_val *cur, int found, struct tl_window_series **s);
     int (*encode)(void *arg, const struct tl_window_series *s, int64_t at_ms, struct tl_val *next);
     void *arg;
 };
 
 /* Adds delta at at_ms to the counter series of head h, in every resolution that still holds
  * that time, and stores the new value of the finest bucket written in *finest (may be NULL).
+ * The series that h's decode gave holds the head's state after the write when it succeeds.
  * -ERANGE when at_ms is older than the longest retention (nothing is written) or outside
  * 0..TL_WINDOW_MAX_TIME_MS; TL_EOVERFLOW when a bucket would leave int64 (nothing is written,
  * except, for a write late in some resolutions only, the head's). *seq gets the last record's

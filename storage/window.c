@@ -476,17 +476,19 @@ struct live_op {
     const struct tl_window_series *stored; /* the state whose previous buckets were stored */
     const uint8_t *stored_prefix;          /* a copy of its prefix */
     int64_t at_ms, delta, now;
-    struct tl_window_series s; /* the head's state after the write */
-    unsigned late;             /* resolutions the write reaches as late writes */
+    struct tl_window_series *s; /* the head's state (the decode's), after the write */
+    unsigned late;              /* resolutions the write reaches as late writes */
     bool retry;
 };
 
 static int live_update(void *arg, const struct tl_val *cur, int found, struct tl_val *next)
 {
     struct live_op *op = arg;
-    struct tl_window_series *s = &op->s;
-    int rc = op->h->decode(op->h->arg, cur, found, s);
-    if (rc < 0 || (rc = write_check(s->plen + 1, &s->p, op->at_ms, op->now)) < 0)
+    int rc = op->h->decode(op->h->arg, cur, found, &op->s);
+    if (rc < 0)
+        return rc;
+    struct tl_window_series *s = op->s;
+    if ((rc = write_check(s->plen + 1, &s->p, op->at_ms, op->now)) < 0)
         return rc;
     struct tl_window_live *l = &s->live;
     int place[TL_WINDOW_MAX_RES];
@@ -555,7 +557,7 @@ static int bucket_value(tl_db *db, const struct tl_window_series *s, int i, int6
 static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *finest, bool first,
                      uint64_t *seq)
 {
-    const struct tl_window_series *s = &op->s;
+    const struct tl_window_series *s = op->s;
     int64_t total[TL_WINDOW_MAX_RES];
     for (int i = 0; i < s->p.n; i++) {
         if (!(op->late & (1u << i)))
@@ -592,12 +594,14 @@ static int live_late(tl_db *db, struct live_op *op, uint8_t *key, int64_t *fines
 int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int64_t delta,
                    int64_t *finest, uint64_t *seq)
 {
-    /* Field by field: op.s (the series, some 400 bytes) is written by the head's decode before
-     * it is read. Not zeroing it, nor cmd_wincrby's head_op, and updating the head's state in
-     * place in live_update instead of through two copies, took WINCRBY from 989k to 1,095k/s
-     * (-P 32, 100k series in memory, five alternating pairs, each faster). */
+    /* Field by field, and the series is the decode's own (op.s points at it): neither it nor
+     * cmd_wincrby's head_op is zeroed, and the head's state is changed where it is. Not zeroing
+     * and updating in place took WINCRBY from 989k to 1,095k/s (-P 32, 100k series in memory,
+     * five alternating pairs, each faster); the series was then still copied out of the decode
+     * and back into the encode, some 680 bytes a write. */
     struct live_op op;
     op.h = h;
+    op.s = NULL;
     op.stored = NULL;
     op.stored_prefix = NULL;
     op.at_ms = at_ms;
@@ -614,7 +618,7 @@ int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int
         if ((rc = tl_db_update(db, h->key, h->klen, live_update, &op, seq)) < 0)
             break;
         key_buf_free(&key);
-        if ((rc = key_buf_init(&key, op.s.plen + 1)) < 0)
+        if ((rc = key_buf_init(&key, op.s->plen + 1)) < 0)
             break;
         if (!op.retry)
             break;
@@ -622,7 +626,7 @@ int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int
             rc = tl_error(-EAGAIN, "the series' head kept changing under concurrent writes");
             break;
         }
-        stored = op.s;
+        stored = *op.s;
         key_buf_free(&prefix);
         if ((rc = key_buf_init(&prefix, stored.plen)) < 0)
             break;
@@ -636,16 +640,16 @@ int tl_window_incr(tl_db *db, const struct tl_window_head *h, int64_t at_ms, int
     if (rc == 0) {
         /* The finest resolution written: the head's newest bucket, unless it was late. */
         bool head_took = false;
-        for (int i = 0; i < op.s.p.n && !head_took; i++) {
+        for (int i = 0; i < op.s->p.n && !head_took; i++) {
             int64_t start;
-            int place = live_place(&op.s, i, at_ms, op.now, &start);
+            int place = live_place(op.s, i, at_ms, op.now, &start);
             if (place == 0)
                 continue;
             if (place < 0)
                 break;
             head_took = true;
             if (finest)
-                *finest = op.s.live.value[i];
+                *finest = op.s->live.value[i];
         }
         rc = live_late(db, &op, key.p, finest, !head_took, seq);
     }

@@ -274,6 +274,13 @@ struct test_series {
     const struct tl_window_policy *p;
     unsigned fail;
     uint64_t rs;
+};
+
+/* One write's own state: the series its decode fills and the write changes, and the encoded
+ * head (two threads writing one series each have theirs). */
+struct ts_call {
+    struct test_series *t;
+    struct tl_window_series s;
     uint8_t buf[TL_WINDOW_LIVE_MAX_BYTES];
 };
 
@@ -286,9 +293,10 @@ static void ts_init(struct test_series *t, const char *prefix, const struct tl_w
     t->rs = 42;
 }
 
-static int ts_decode(void *arg, const struct tl_val *cur, int found, struct tl_window_series *out)
+/* Decodes cur into out. */
+static int ts_decode_into(struct test_series *t, const struct tl_val *cur, int found,
+                          struct tl_window_series *out)
 {
-    struct test_series *t = arg;
     out->prefix = t->prefix;
     out->plen = strlen(t->prefix);
     out->p = *t->p;
@@ -303,24 +311,33 @@ static int ts_decode(void *arg, const struct tl_val *cur, int found, struct tl_w
                : TL_ECORRUPT;
 }
 
+static int ts_decode(void *arg, const struct tl_val *cur, int found, struct tl_window_series **out)
+{
+    struct ts_call *call = arg;
+    *out = &call->s;
+    return ts_decode_into(call->t, cur, found, &call->s);
+}
+
 static int ts_encode(void *arg, const struct tl_window_series *s, int64_t at_ms,
                      struct tl_val *next)
 {
-    struct test_series *t = arg;
+    struct ts_call *call = arg;
+    struct test_series *t = call->t;
     if (t->fail && test_rand(&t->rs) % t->fail == 0)
         return -EIO;
     const struct tl_window_res *last = &t->p->res[t->p->n - 1];
     next->type = TL_VAL_TYPED;
     next->tag = TEST_TAG;
-    next->bytes = (char *)t->buf;
-    next->len = tl_window_live_encode(&s->live, t->p, t->buf);
+    next->bytes = (char *)call->buf;
+    next->len = tl_window_live_encode(&s->live, t->p, call->buf);
     next->expire_ms = (at_ms > g_now ? at_ms : g_now) + last->retention_ms + last->width_ms;
     return 0;
 }
 
 static int ts_incr(tl_db *db, struct test_series *t, int64_t at, int64_t delta, int64_t *finest)
 {
-    struct tl_window_head h = {t->head, strlen(t->head), ts_decode, ts_encode, t};
+    struct ts_call call = {.t = t};
+    struct tl_window_head h = {t->head, strlen(t->head), ts_decode, ts_encode, &call};
     return tl_window_incr(db, &h, at, delta, finest, NULL);
 }
 
@@ -330,7 +347,7 @@ static void ts_read(tl_db *db, struct test_series *t, struct tl_window_series *s
     struct tl_val v;
     int rc = tl_db_get(db, t->head, strlen(t->head), &v);
     CHECK(rc >= 0);
-    CHECK_OK(ts_decode(t, &v, rc, s));
+    CHECK_OK(ts_decode_into(t, &v, rc, s));
     tl_val_clear(&v);
 }
 
