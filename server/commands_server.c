@@ -190,6 +190,9 @@ static void cmd_auth(struct tl_client *c, struct tl_args *a)
     tl_reply_ok(c);
 }
 
+/* Redis's seven pairs in Redis's order, then Tally's own: clients read the RESP2 reply by
+ * position (node-redis 4 takes proto from element 5, id from 7, ...), so a pair inserted among
+ * Redis's shifts every later field. */
 static void reply_hello_map(struct tl_client *c)
 {
     tl_reply_map(c, 8);
@@ -197,8 +200,6 @@ static void reply_hello_map(struct tl_client *c)
     tl_reply_cstr(c, "tally");
     tl_reply_cstr(c, "version");
     tl_reply_cstr(c, TL_REDIS_COMPAT_VERSION);
-    tl_reply_cstr(c, "tally_version");
-    tl_reply_cstr(c, TL_VERSION_STRING);
     tl_reply_cstr(c, "proto");
     tl_reply_int(c, c->resp);
     tl_reply_cstr(c, "id");
@@ -209,6 +210,8 @@ static void reply_hello_map(struct tl_client *c)
     tl_reply_cstr(c, "master");
     tl_reply_cstr(c, "modules");
     tl_reply_array(c, 0);
+    tl_reply_cstr(c, "tally_version");
+    tl_reply_cstr(c, TL_VERSION_STRING);
 }
 
 /* HELLO [protover [AUTH username password] [SETNAME clientname]]: options are checked first,
