@@ -7,8 +7,9 @@
  * usually one compare.
  *
  * tl_dispatch follows Redis 7's order of checks: unknown command or subcommand, arity,
- * authentication, then MULTI queueing, then the handler. A rejection inside MULTI also marks
- * the transaction failed, so EXEC answers EXECABORT.
+ * authentication, then MULTI queueing (or refusal, for a command Redis does not allow in a
+ * transaction), then the handler. A rejection inside MULTI also marks the transaction failed,
+ * so EXEC answers EXECABORT.
  *
  * EXEC atomicity. A transaction's commands must run with no other client's command between
  * them. A pthread rwlock taken shared by every command does that, but its counter is one
@@ -1093,6 +1094,11 @@ static void dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
     unsigned flags = cmd->flags | (parent->flags & (TL_CMD_NOAUTH | TL_CMD_NOMULTI));
     if (!c->authenticated && !(flags & TL_CMD_NOAUTH)) {
         reject_call(c, "NOAUTH Authentication required.");
+        return;
+    }
+    if (c->in_multi && (flags & TL_CMD_DENY_MULTI)) {
+        /* Redis's text; queued, SHUTDOWN would stop the server at EXEC */
+        reject_call(c, "ERR Command not allowed inside a transaction");
         return;
     }
     if (c->in_multi && !(flags & TL_CMD_NOMULTI)) {

@@ -430,9 +430,10 @@ struct flag_name {
 };
 
 static const struct flag_name command_flags[] = {
-    {TL_CMD_WRITE, "write"},   {TL_CMD_READONLY, "readonly"}, {TL_CMD_ADMIN, "admin"},
-    {TL_CMD_PUBSUB, "pubsub"}, {TL_CMD_NOSCRIPT, "noscript"}, {TL_CMD_LOADING, "loading"},
-    {TL_CMD_STALE, "stale"},   {TL_CMD_FAST, "fast"},         {TL_CMD_NOAUTH, "no_auth"},
+    {TL_CMD_WRITE, "write"},         {TL_CMD_READONLY, "readonly"}, {TL_CMD_ADMIN, "admin"},
+    {TL_CMD_PUBSUB, "pubsub"},       {TL_CMD_NOSCRIPT, "noscript"}, {TL_CMD_LOADING, "loading"},
+    {TL_CMD_STALE, "stale"},         {TL_CMD_FAST, "fast"},         {TL_CMD_NOAUTH, "no_auth"},
+    {TL_CMD_DENY_MULTI, "no_multi"},
 };
 
 /* The ACL categories Redis would give (read/write, the group's, admin, fast or slow), in the

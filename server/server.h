@@ -349,6 +349,8 @@ enum tl_cmd_flags {
     /* Runs with every other client's commands excluded, as EXEC runs (a multi-key write that
      * must be atomic: MSET, MSETNX, FLUSHDB). Not shown by COMMAND: Redis has no such flag. */
     TL_CMD_EXCLUSIVE = 1 << 10,
+    /* Refused inside MULTI, and the transaction with it (Redis's no_multi: SHUTDOWN, SAVE). */
+    TL_CMD_DENY_MULTI = 1 << 11,
 };
 
 typedef void (*tl_cmd_fn)(struct tl_client *c, struct tl_args *a);

@@ -590,6 +590,16 @@ static void test_slowlog_shutdown(struct tl_client *c)
     expect(c, "CONFIG SET slowlog-log-slower-than -1", "+OK\r\n");
     expect(c, "SLOWLOG RESET", "+OK\r\n");
     expect(c, "SLOWLOG LEN", ":0\r\n");
+    /* As in Redis 7.0, SHUTDOWN and SAVE are refused inside MULTI and fail the transaction:
+     * queued, SHUTDOWN stopped the server at EXEC. */
+    expect(c, "MULTI", "+OK\r\n");
+    expect(c, "SHUTDOWN NOSAVE", "-ERR Command not allowed inside a transaction\r\n");
+    expect(c, "SAVE", "-ERR Command not allowed inside a transaction\r\n");
+    expect(c, "PING", "+QUEUED\r\n");
+    expect(c, "EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    if (shutdown_requests != 0 || c->close_after_reply)
+        FAIL("SHUTDOWN inside MULTI: %d requests", shutdown_requests);
+    expect_contains(c, "COMMAND INFO shutdown", "+stale\r\n+no_multi\r\n", true);
     expect(c, "SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n");
     expect(c, "SHUTDOWN FOO", "-ERR syntax error\r\n");
     expect(c, "SHUTDOWN NOSAVE", "");
