@@ -16,6 +16,11 @@
  * does, for each bucket that holds calls, the number of calls up to that bound; latencystats'
  * percentiles are read from the buckets by linear interpolation inside the bucket where the
  * rank falls, so they are exact to within a factor of two at worst.
+ *
+ * Error replies are counted by their code (ERR, WRONGTYPE, EXECABORT, ...) for INFO errorstats
+ * and total_error_replies, as Redis 7 counts them: every error a client is sent, a command's,
+ * a refusal's, one inside EXEC's reply or a protocol error. Errors are rare beside commands, so
+ * they take a mutex rather than per-thread tables.
  */
 #include <math.h>
 #include <pthread.h>
@@ -116,6 +121,74 @@ void tl_cmdstat_get(int id, struct tl_cmdstat *out)
     pthread_mutex_unlock(&reg_lock);
 }
 
+/* ---- error replies by code -------------------------------------------------------------- */
+
+static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tl_errorstat err_codes[TL_ERRORSTAT_CODES]; /* under err_lock, n_err_codes used */
+static size_t n_err_codes;
+static uint64_t err_total;
+
+void tl_errorstat_count(const char *reply, size_t len)
+{
+    /* reply is "-CODE text\r\n": Redis looks for the space in the first 32 bytes */
+    const char *code = "ERR";
+    size_t code_len = 3;
+    const char *space =
+        memchr(reply, ' ', len < TL_ERRORSTAT_CODE_BYTES ? len : TL_ERRORSTAT_CODE_BYTES);
+    if (len > 0 && reply[0] == '-' && space && space > reply + 1) {
+        code = reply + 1;
+        code_len = (size_t)(space - code);
+    }
+    pthread_mutex_lock(&err_lock);
+    err_total++;
+    size_t i = 0;
+    while (i < n_err_codes && !(strlen(err_codes[i].code) == code_len &&
+                                memcmp(err_codes[i].code, code, code_len) == 0))
+        i++;
+    if (i == n_err_codes && n_err_codes < TL_ERRORSTAT_CODES) {
+        memcpy(err_codes[i].code, code, code_len); /* code_len < TL_ERRORSTAT_CODE_BYTES */
+        err_codes[i].code[code_len] = '\0';
+        err_codes[i].count = 0;
+        n_err_codes++;
+    }
+    if (i < n_err_codes)
+        err_codes[i].count++;
+    pthread_mutex_unlock(&err_lock);
+}
+
+uint64_t tl_errorstat_total(void)
+{
+    pthread_mutex_lock(&err_lock);
+    uint64_t n = err_total;
+    pthread_mutex_unlock(&err_lock);
+    return n;
+}
+
+static int errorstat_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct tl_errorstat *)a)->code, ((const struct tl_errorstat *)b)->code);
+}
+
+size_t tl_errorstat_list(struct tl_errorstat *out, size_t cap)
+{
+    pthread_mutex_lock(&err_lock);
+    size_t n = n_err_codes;
+    memcpy(out, err_codes, (n < cap ? n : cap) * sizeof *out);
+    pthread_mutex_unlock(&err_lock);
+    if (n > cap)
+        n = cap;
+    qsort(out, n, sizeof *out, errorstat_cmp);
+    return n;
+}
+
+static void errorstat_reset(void)
+{
+    pthread_mutex_lock(&err_lock);
+    n_err_codes = 0;
+    err_total = 0;
+    pthread_mutex_unlock(&err_lock);
+}
+
 void tl_cmdstat_reset(void)
 {
     size_t n = tl_command_stat_count();
@@ -130,6 +203,7 @@ void tl_cmdstat_reset(void)
     free(baseline);
     baseline = base;
     pthread_mutex_unlock(&reg_lock);
+    errorstat_reset();
 }
 
 double tl_cmdstat_percentile(const struct tl_cmdstat *s, double p)

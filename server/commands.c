@@ -997,7 +997,10 @@ static void cmd_exec(struct tl_client *c, struct tl_args *a)
         q[i].fn(c, &q[i].args);
         tl_command_time_set(0);
         int64_t end_us = slowlog_check(c, &q[i].args, start_us);
-        tl_cmdstat_call(tl_command_stat_id(q[i].cmd), end_us - start_us, replied_error(c, out_len));
+        bool failed = replied_error(c, out_len);
+        if (failed)
+            tl_errorstat_count(c->out.data + out_len, c->out.len - out_len);
+        tl_cmdstat_call(tl_command_stat_id(q[i].cmd), end_us - start_us, failed);
     }
     c->in_exec = false;
     exclusive_end();
@@ -1136,6 +1139,8 @@ void tl_dispatch(struct tl_client *c, struct tl_args *a, int64_t *clock_us)
     bool off = c->reply_off, skip = c->reply_skip;
     c->reply_skip = false;
     dispatch(c, a, clock_us);
+    if (c->out.len > out_len && c->out.data[out_len] == '-') /* counted even if dropped below */
+        tl_errorstat_count(c->out.data + out_len, c->out.len - out_len);
     /* CLIENT REPLY OFF (still off after the command) or a SKIP for this command: whatever the
      * command answered, errors too, is dropped, whole (an EXEC's array is kept or dropped as
      * one). CLIENT REPLY OFF and SKIP answer nothing themselves; ON answers, once on. */

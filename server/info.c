@@ -1,7 +1,8 @@
 /*
  * info.c - the INFO command: the "# Section" text Redis 7.0 prints (server, clients, memory,
- * persistence, stats, replication, cpu, modules, cluster, keyspace), with the same field names,
- * and Tally's own storage section (the LSM tree's statistics).
+ * persistence, stats, replication, cpu, modules, commandstats, errorstats, latencystats, cluster,
+ * keyspace), with the same field names, and Tally's own storage section (the LSM tree's
+ * statistics).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -230,6 +231,8 @@ static void info_stats_section(struct tl_buf *b, struct info_ctx *x)
     tl_buf_printf(b, "client_output_buffer_limit_disconnections:%" PRIu64 "\r\n",
                   atomic_load(&s->output_limit_disconnections));
     tl_buf_printf(b, "protocol_errors:%" PRIu64 "\r\n", atomic_load(&s->protocol_errors));
+    tl_buf_printf(b, "unexpected_error_replies:0\r\ntotal_error_replies:%" PRIu64 "\r\n",
+                  tl_errorstat_total());
 }
 
 static void info_replication(struct tl_buf *b, struct info_ctx *x)
@@ -394,6 +397,17 @@ static void info_commandstats(struct tl_buf *b, struct info_ctx *x)
     each_cmdstat(b, commandstat_line);
 }
 
+/* errorstats: a line for each error code sent since the last CONFIG RESETSTAT, in byte order
+ * of the code, as Redis lists them. */
+static void info_errorstats(struct tl_buf *b, struct info_ctx *x)
+{
+    (void)x;
+    struct tl_errorstat e[TL_ERRORSTAT_CODES];
+    size_t n = tl_errorstat_list(e, TL_ERRORSTAT_CODES);
+    for (size_t i = 0; i < n; i++)
+        tl_buf_printf(b, "errorstat_%s:count=%" PRIu64 "\r\n", e[i].code, e[i].count);
+}
+
 static void info_latencystats(struct tl_buf *b, struct info_ctx *x)
 {
     (void)x;
@@ -418,6 +432,7 @@ static const struct info_section info_sections[] = {
     {"cpu", "CPU", true, info_cpu},
     {"modules", "Modules", true, info_modules},
     {"commandstats", "Commandstats", false, info_commandstats},
+    {"errorstats", "Errorstats", true, info_errorstats},
     {"latencystats", "Latencystats", false, info_latencystats},
     {"cluster", "Cluster", true, info_cluster},
     {"keyspace", "Keyspace", true, info_keyspace},

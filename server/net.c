@@ -719,6 +719,11 @@ static size_t run_requests(struct tl_worker *w, struct net_client *nc, const cha
         }
         if (rc == TL_PARSE_ERROR) {
             atomic_fetch_add(&tl_srv->protocol_errors, 1);
+            char line[TL_ERRORSTAT_CODE_BYTES]; /* the reply's first bytes hold its code */
+            size_t n = strnlen(err, sizeof line - 1);
+            line[0] = '-';
+            memcpy(line + 1, err, n);
+            tl_errorstat_count(line, n + 1);
             tl_log(TL_LOG_VERBOSE, "Protocol error (%s) from client id=%llu addr=%s", err,
                    (unsigned long long)c->id, c->addr);
             if (!c->reply_off) /* CLIENT REPLY OFF: not even this, as Redis */

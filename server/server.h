@@ -410,6 +410,22 @@ void tl_cmdstat_reset(void);
 /* The p-th percentile (0..100) of the latencies in s, in microseconds (see cmdstats.c). */
 double tl_cmdstat_percentile(const struct tl_cmdstat *s, double p);
 
+/* Error replies, by code, as INFO errorstats and total_error_replies show them (cmdstats.c).
+ * tl_errorstat_count takes an error reply as sent ("-CODE text\r\n", len bytes); its code is
+ * what comes before the first space in the first 32 bytes, else ERR (Redis's rule). At most
+ * TL_ERRORSTAT_CODES codes are listed; errors of codes past those count in the total only.
+ * tl_cmdstat_reset zeroes these too. tl_errorstat_list fills up to cap entries in byte order
+ * of the code and returns how many there are. */
+#define TL_ERRORSTAT_CODES      128 /* as Redis's ERROR_STATS_NUMBER */
+#define TL_ERRORSTAT_CODE_BYTES 32
+struct tl_errorstat {
+    char code[TL_ERRORSTAT_CODE_BYTES]; /* NUL-terminated */
+    uint64_t count;
+};
+void tl_errorstat_count(const char *reply, size_t len);
+uint64_t tl_errorstat_total(void);
+size_t tl_errorstat_list(struct tl_errorstat *out, size_t cap);
+
 /* HyperLogLog values (commands_hll.c), shared with WPFADD/WPFCOUNT's buckets. An add is a
  * tl_update_fn adding the elements argv[from..to) to a value (absent: a new HLL); it can run
  * once per bucket. A union takes the register-wise maximum of values and estimates it. */

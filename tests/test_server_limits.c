@@ -6,7 +6,8 @@
  *   negative or not a number ("invalid bulk length"), an array count over the limit or not a
  *   number ("invalid multibulk length"), a missing '$' ("expected '$', got 'x'"), an inline
  *   request over inline-max-size ("too big inline request"), unbalanced quotes; headers that
- *   never end get a protocol error and a close;
+ *   never end get a protocol error and a close; INFO errorstats and total_error_replies count a
+ *   protocol error;
  * - what Redis accepts works: empty arrays, inline commands with quotes, a request sent one
  *   byte at a time, a request completed after another client was served;
  * - 1 MiB of random bytes (several seeds), half-sent requests followed by a close, a bulk
@@ -355,6 +356,36 @@ static void test_protocol_errors(void)
     memcpy(big, "*1\r\n$", 5);
     EXPECT_PROTO_ERR_PREFIX("bulk header without CRLF", big, HEADER_TOO_LONG,
                             "-ERR Protocol error:");
+}
+
+/* INFO section's reply contains want (the connection's reply is consumed). */
+static bool info_has(struct conn *c, const char *section, const char *want)
+{
+    const char *r = NULL, *why = "";
+    long n = request(c, &r, &why, "INFO", section, (char *)NULL);
+    if (n < 0)
+        return false;
+    bool found = memmem(r, (size_t)n, want, strlen(want)) != NULL;
+    conn_consume(c, (size_t)n);
+    return found;
+}
+
+/* A protocol error is an error reply like any other: INFO errorstats and total_error_replies
+ * count it, as Redis 7.0 does (before, tallyd had no errorstats section at all). */
+static void test_protocol_error_stats(void)
+{
+    struct conn c;
+    conn_open(&c, g_port);
+    g_case = "errorstats";
+    REQUEST_IS(&c, "+OK\r\n", "CONFIG", "RESETSTAT");
+    EXPECT_PROTO_ERR("bulk length not a number, counted", "*1\r\n$x\r\n",
+                     "-ERR Protocol error: invalid bulk length\r\n");
+    g_case = "errorstats";
+    CHECK_TRUE(info_has(&c, "errorstats", "# Errorstats\r\nerrorstat_ERR:count=1\r\n"),
+               "INFO errorstats does not count the protocol error as one ERR");
+    CHECK_TRUE(info_has(&c, "stats", "\r\ntotal_error_replies:1\r\n"),
+               "INFO stats does not count the protocol error in total_error_replies");
+    conn_close(&c);
 }
 
 static void test_accepted_forms(void)
@@ -790,6 +821,7 @@ int main(void)
     conn_close(&c);
 
     test_protocol_errors();
+    test_protocol_error_stats();
     test_accepted_forms();
     test_garbage();
     test_slow_reader();

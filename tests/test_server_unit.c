@@ -5,10 +5,11 @@
  * with the documented format).
  *
  * It checks: PING/ECHO/HELLO/AUTH/SELECT/RESET replies and errors in RESP2 and RESP3; CLIENT
- * SETNAME/GETNAME/LIST/KILL on a registry of fake clients; INFO's section selection; CONFIG
- * GET/SET, including that a failing CONFIG SET changes nothing; COMMAND COUNT/INFO/GETKEYS; and
- * that COMMAND DOCS describes every command's arguments so that redis-cli, which rebuilds its
- * hints from that reply, shows the command's own syntax line.
+ * SETNAME/GETNAME/LIST/KILL on a registry of fake clients; INFO's section selection and its
+ * count of error replies by code (errorstats); CONFIG GET/SET, including that a failing CONFIG
+ * SET changes nothing; COMMAND COUNT/INFO/GETKEYS; and that COMMAND DOCS describes every
+ * command's arguments so that redis-cli, which rebuilds its hints from that reply, shows the
+ * command's own syntax line.
  *
  * No engine is opened (tl_srv->db is NULL): commands that need one are not sent. The program
  * links every server object but main.c and net.c, and defines what those provide.
@@ -470,9 +471,9 @@ static void test_info(struct tl_client *c)
     if (!strstr(r, "# CPU\r\n") || !strstr(r, "\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n\r\n") ||
         strstr(r, "# Cluster") < strstr(r, "# CPU"))
         FAIL("INFO cluster CPU: %s", r);
-    const char *titles[] = {"# Server",  "# Clients",     "# Memory", "# Persistence",
-                            "# Stats",   "# Replication", "# CPU",    "# Modules",
-                            "# Cluster", "# Keyspace",    "# Storage"};
+    const char *titles[] = {"# Server",     "# Clients",     "# Memory",   "# Persistence",
+                            "# Stats",      "# Replication", "# CPU",      "# Modules",
+                            "# Errorstats", "# Cluster",     "# Keyspace", "# Storage"};
     r = run(c, "INFO");
     const char *at = r;
     for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++) {
@@ -485,6 +486,36 @@ static void test_info(struct tl_client *c)
     c->resp = 3;
     expect_contains(c, "INFO cluster", "=34\r\ntxt:# Cluster\r\ncluster_enabled:0\r\n\r\n", true);
     c->resp = 2;
+}
+
+/* Every error reply counts by its code in INFO errorstats and in total_error_replies, as Redis
+ * 7.0 counts them: refusals, errors inside EXEC's reply, EXECABORT, and errors CLIENT REPLY OFF
+ * drops; CONFIG RESETSTAT zeroes them. */
+static void test_errorstats(struct tl_client *c)
+{
+    expect(c, "CONFIG RESETSTAT", "+OK\r\n");
+    expect(c, "INFO errorstats", "$14\r\n# Errorstats\r\n\r\n");
+    expect(c, "NOSUCH", "-ERR unknown command 'NOSUCH', with args beginning with: \r\n");
+    expect(c, "HELLO 4", "-NOPROTO unsupported protocol version\r\n");
+    expect(c, "AUTH nobody x",
+           "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    expect(c, "MULTI", "+OK\r\n");
+    expect(c, "ECHO", "-ERR wrong number of arguments for 'echo' command\r\n");
+    expect(c, "EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n");
+    expect(c, "MULTI", "+OK\r\n");
+    expect(c, "SELECT 99", "+QUEUED\r\n");
+    expect(c, "EXEC", "*1\r\n-ERR DB index is out of range\r\n");
+    expect(c, "CLIENT REPLY OFF", "");
+    expect(c, "NOSUCH", "");
+    expect(c, "CLIENT REPLY ON", "+OK\r\n");
+    const char *want = "# Errorstats\r\nerrorstat_ERR:count=4\r\nerrorstat_EXECABORT:count=1\r\n"
+                       "errorstat_NOPROTO:count=1\r\nerrorstat_WRONGPASS:count=1\r\n";
+    expect_contains(c, "INFO errorstats", want, true);
+    expect_contains(c, "INFO", want, true); /* a default section, as in Redis */
+    expect_contains(c, "INFO stats", "\r\ntotal_error_replies:7\r\n", true);
+    expect(c, "CONFIG RESETSTAT", "+OK\r\n");
+    expect_contains(c, "INFO stats", "\r\ntotal_error_replies:0\r\n", true);
+    expect(c, "INFO errorstats", "$14\r\n# Errorstats\r\n\r\n");
 }
 
 static void test_config(struct tl_client *c)
@@ -721,6 +752,7 @@ int main(void)
     test_hello_auth(c);
     test_client(c, other);
     test_info(c);
+    test_errorstats(c);
     test_config(c);
     test_command(c);
     test_command_time(c);
