@@ -273,13 +273,19 @@ static void cmd_quit(struct tl_client *c, struct tl_args *a)
     c->close_after_reply = true;
 }
 
-/* SELECT index: Redis reads the index as a C int, so a number past its range is "not an
- * integer" and one within it but not a database is "out of range". */
+/* SELECT index: Redis reads the index as a C int: text that is no 64-bit integer is "not an
+ * integer", an integer past int's range names that range, and one within it but not a
+ * database is "out of range". */
 static void cmd_select(struct tl_client *c, struct tl_args *a)
 {
     int64_t db;
-    if (!tl_parse_int(a->argv[1], a->len[1], &db) || db < INT_MIN || db > INT_MAX) {
+    if (!tl_parse_int(a->argv[1], a->len[1], &db)) {
         tl_reply_error(c, "ERR value is not an integer or out of range");
+        return;
+    }
+    if (db < INT_MIN || db > INT_MAX) {
+        tl_reply_errorf(c, "ERR value is out of range, value must between %d and %d", INT_MIN,
+                        INT_MAX);
         return;
     }
     if (db < 0 || db >= tl_srv->cfg.databases) {

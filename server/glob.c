@@ -3,7 +3,8 @@
  * language Redis documents for KEYS:
  *
  *   ?      any one byte
- *   *      any run of bytes, including none
+ *   *      any run of bytes, including none (but an empty subject matches only the empty
+ *          pattern, as in Redis)
  *   [abc]  one byte of the set; [^abc] one byte not in it; [a-z] a range (either order);
  *          inside a set, \x stands for x itself; a set that is never closed runs to the end
  *          of the pattern; "[]" is an empty set and matches nothing
@@ -102,6 +103,11 @@ static size_t match_one(const char *pat, size_t plen, size_t p, unsigned char ch
 
 bool tl_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase)
 {
+    /* Redis's matcher compares nothing when the subject is empty: it matches the empty pattern
+     * only, so KEYS ** or SCAN MATCH * * leave out the empty key (KEYS * and SCAN MATCH *
+     * take every key without matching, there as here). */
+    if (slen == 0)
+        return plen == 0;
     size_t p = 0, i = 0;
     /* The most recent star: the pattern index after it and the subject index it resumes at. */
     bool have_star = false;
