@@ -38,8 +38,8 @@
 #define TL_ERR_CLIENT_NAME "ERR Client names cannot contain spaces, newlines or special characters."
 #define TL_ERR_NOAUTH_HELLO                                                                        \
     "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "      \
-    "<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "     \
-    "RESP protocol version at the same time"
+    "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "        \
+    "protocol version at the same time"
 #define TL_ERR_NO_SAVE                                                                             \
     "ERR Tally persists every write through its WAL; use tallyctl checkpoint for a copy"
 
