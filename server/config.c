@@ -17,7 +17,9 @@
  * The config file has redis.conf's syntax: "name value" lines, # comments, values in double
  * quotes (with \n \r \t \b \a \\ \" \xHH escapes) or single quotes. CONFIG GET also answers a
  * few Redis settings that clients ask for and that have a fixed meaning here: save (""),
- * appendonly ("yes": Tally always writes its WAL) and appendfsync (the fsync setting).
+ * appendonly ("yes": Tally always writes its WAL), appendfsync (the fsync setting), maxmemory
+ * ("0") and maxmemory-policy ("noeviction") as INFO memory reports them, notify-keyspace-events
+ * ("": no notifications) and cluster-enabled ("no").
  */
 #include <ctype.h>
 #include <errno.h>
@@ -395,6 +397,11 @@ void tl_config_each(const struct tl_config *c, const char *pattern,
         {"save", ""},
         {"appendonly", "yes"},
         {"appendfsync", fsync_text},
+        /* What INFO memory says: no memory limit, nothing evicted (the disk holds the keys). */
+        {"maxmemory", "0"},
+        {"maxmemory-policy", "noeviction"},
+        {"notify-keyspace-events", ""},
+        {"cluster-enabled", "no"},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (tl_glob_match(pattern, plen, fixed[i].name, strlen(fixed[i].name), true))

@@ -538,6 +538,13 @@ static void test_config(struct tl_client *c)
            "immutable config\r\n");
     expect(c, "CONFIG GET save appendonly save",
            "*4\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+    /* Settings Tally does not have, answered as INFO memory describes it (each with the value
+     * redis-server 7.0 gives when it has no memory limit) */
+    expect(c, "CONFIG GET maxmemory*",
+           "*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$10\r\n"
+           "noeviction\r\n");
+    expect(c, "CONFIG GET notify-keyspace-events",
+           "*2\r\n$22\r\nnotify-keyspace-events\r\n$0\r\n\r\n");
     c->resp = 3;
     expect(c, "CONFIG GET maxclients", "%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n");
     c->resp = 2;
